@@ -1,0 +1,16 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+
+@pytest.fixture(autouse=True)
+def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """Every test gets its own $RAGLINE_HOME, so no test reads or writes the user's state."""
+    home = tmp_path_factory.mktemp("ragline_home")
+    monkeypatch.setenv("RAGLINE_HOME", str(home))
+    yield home
