@@ -14,3 +14,11 @@ def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest
     home = tmp_path_factory.mktemp("ragline_home")
     monkeypatch.setenv("RAGLINE_HOME", str(home))
     yield home
+
+
+@pytest.fixture(scope="session")
+def embedder() -> object:
+    """The real default embedding model (int8 MiniLM on onnxruntime), loaded once per session."""
+    from ragline.embed.onnx import OnnxEmbedder
+
+    return OnnxEmbedder(threads=1)

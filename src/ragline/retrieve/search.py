@@ -1,0 +1,110 @@
+"""Search over a derived index: BM25, dense, or a fusion of both."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import numpy.typing as npt
+
+from ragline.embed.base import Embedder
+from ragline.errors import EmptyQuery
+from ragline.retrieve.fusion import minmax_fusion, reciprocal_rank_fusion, top
+from ragline.store.derived import DerivedIndex
+from ragline.store.keyword import Scores
+from ragline.store.sqlite import SQLiteStore
+from ragline.types import FusionMethod, Hit, RetrievalMode
+
+
+@dataclass(frozen=True, slots=True)
+class SearchParams:
+    mode: RetrievalMode = RetrievalMode.HYBRID
+    k: int = 10
+    fusion: FusionMethod = FusionMethod.RRF
+    rrf_k: int = 60
+    alpha: float = 0.5
+    depth: int = 100
+    where: dict[str, str] = field(default_factory=dict)
+    path_prefix: str | None = None
+
+
+def search(
+    query: str,
+    params: SearchParams,
+    derived: DerivedIndex,
+    store: SQLiteStore,
+    embedder: Embedder,
+) -> list[Hit]:
+    """Rank the index's chunks for `query`; each hit records every retriever's rank."""
+    if not query or not query.strip():
+        raise EmptyQuery("the query is empty: give some words to search for")
+    if derived.size == 0:
+        return []
+    mask = _filter_mask(derived, store, params)
+    depth = params.k if params.mode is not RetrievalMode.HYBRID else max(params.depth, params.k)
+    lists: dict[str, list[tuple[int, float]]] = {}
+    if params.mode in (RetrievalMode.BM25, RetrievalMode.HYBRID) and derived.bm25 is not None:
+        lists["bm25"] = _top_rows(derived.bm25.scores(query), mask, depth, positive_only=True)
+    if params.mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
+        vector = embedder.embed([query], kind="query")[0]
+        lists["dense"] = _top_rows(derived.vectors.scores(vector), mask, depth)
+    return _to_hits(_fuse(lists, params), lists, derived, store)
+
+
+def _fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
+    if len(lists) == 1:
+        return next(iter(lists.values()))[: params.k]
+    if params.fusion is FusionMethod.RRF:
+        fused = reciprocal_rank_fusion(lists, k=params.rrf_k)
+    else:
+        fused = minmax_fusion(lists, {"dense": params.alpha, "bm25": 1.0 - params.alpha})
+    return top(fused, params.k)
+
+
+def _filter_mask(
+    derived: DerivedIndex, store: SQLiteStore, params: SearchParams
+) -> npt.NDArray[np.bool_] | None:
+    if not params.where and params.path_prefix is None:
+        return None
+    allowed = np.asarray(store.rowids_matching(params.where, params.path_prefix), dtype=np.int64)
+    return np.isin(derived.rowids, allowed)
+
+
+def _top_rows(
+    scores: Scores, mask: npt.NDArray[np.bool_] | None, depth: int, *, positive_only: bool = False
+) -> list[tuple[int, float]]:
+    """Row positions of the `depth` best scores (stable order: score desc, then position)."""
+    scores = scores.astype(np.float64)
+    if mask is not None:
+        scores = np.where(mask, scores, -np.inf)
+    valid = scores > 0 if positive_only else np.isfinite(scores)
+    candidates = np.flatnonzero(valid)
+    if candidates.size > depth:
+        part = np.argpartition(-scores[candidates], depth - 1)[:depth]
+        candidates = candidates[part]
+    order = np.lexsort((candidates, -scores[candidates]))
+    return [(int(candidates[i]), float(scores[candidates[i]])) for i in order]
+
+
+def _to_hits(
+    ranked: list[tuple[int, float]],
+    lists: dict[str, list[tuple[int, float]]],
+    derived: DerivedIndex,
+    store: SQLiteStore,
+) -> list[Hit]:
+    ranks = {name: {row: (i + 1, s) for i, (row, s) in enumerate(rows)} for name, rows in lists.items()}
+    stored = store.chunks_by_rowid([int(derived.rowids[row]) for row, _ in ranked])
+    hits = []
+    for position, (row, score) in enumerate(ranked, start=1):
+        item = stored.get(int(derived.rowids[row]))
+        if item is None:  # deleted since the derived index was built
+            continue
+        bm25 = ranks.get("bm25", {}).get(row)
+        dense = ranks.get("dense", {}).get(row)
+        hits.append(Hit(
+            chunk=item.chunk, score=score, rank=position,
+            bm25_rank=bm25[0] if bm25 else None, bm25_score=bm25[1] if bm25 else None,
+            dense_rank=dense[0] if dense else None, dense_score=dense[1] if dense else None,
+            doc_title=item.doc_title, doc_type=item.doc_type, source_path=item.source_path,
+        ))
+    return hits

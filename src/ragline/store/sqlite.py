@@ -1,0 +1,382 @@
+"""SQLite, the index's source of truth: documents, chunks, embeddings and ingest state.
+
+Every derived structure (the BM25 index, the vector matrix) is rebuilt from here.
+Each committed write bumps `generation`, which is how a derived index knows it is stale.
+A document and all its chunks are written in one transaction, so a process killed at any
+moment leaves each document either fully stored or absent, never half-written.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+from ragline.errors import IndexNotFound, IndexVersionError
+from ragline.types import Chunk, Document, DocType, Heading
+
+SCHEMA_VERSION = 1
+DB_NAME = "ragline.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    id TEXT PRIMARY KEY,
+    source_path TEXT,
+    title TEXT NOT NULL,
+    doc_type TEXT NOT NULL,
+    modified REAL,
+    content_hash TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    text TEXT NOT NULL,
+    headings TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    ingested_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS documents_path ON documents(source_path);
+CREATE TABLE IF NOT EXISTS chunks (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    doc_id TEXT NOT NULL REFERENCES documents(id) ON DELETE CASCADE,
+    ordinal INTEGER NOT NULL,
+    start INTEGER NOT NULL,
+    "end" INTEGER NOT NULL,
+    text TEXT NOT NULL,
+    heading_path TEXT NOT NULL,
+    token_count INTEGER NOT NULL,
+    embedding BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
+CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY,
+    size INTEGER NOT NULL,
+    mtime_ns INTEGER NOT NULL,
+    settings TEXT NOT NULL,
+    doc_ids TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS failures (
+    path TEXT PRIMARY KEY,
+    reason TEXT NOT NULL,
+    message TEXT NOT NULL,
+    at REAL NOT NULL
+);
+"""
+
+Matrix = npt.NDArray[np.float32]
+
+
+@dataclass(frozen=True, slots=True)
+class FileState:
+    size: int
+    mtime_ns: int
+    settings: str
+    doc_ids: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StoredChunk:
+    """A chunk with its document's display fields, as a search hit needs them."""
+
+    chunk: Chunk
+    doc_title: str
+    doc_type: str
+    source_path: str | None
+
+
+class SQLiteStore:
+    """The index database. Readers never block writers (WAL); one writer at a time."""
+
+    def __init__(self, index_dir: Path, *, create: bool = False) -> None:
+        self.index_dir = index_dir
+        self.path = index_dir / DB_NAME
+        if not self.path.exists():
+            if not create:
+                raise IndexNotFound(
+                    f"no ragline index at {index_dir} (run `ragline ingest PATH --index {index_dir}` first)"
+                )
+            index_dir.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
+                                     check_same_thread=False)
+        self._conn.execute("PRAGMA journal_mode=WAL")
+        self._conn.execute("PRAGMA synchronous=NORMAL")
+        self._conn.execute("PRAGMA foreign_keys=ON")
+        self._conn.execute("PRAGMA busy_timeout=60000")
+        self._init_schema()
+
+    # -- schema -----------------------------------------------------------------------------
+
+    def _init_schema(self) -> None:
+        has_meta = self._conn.execute(
+            "SELECT 1 FROM sqlite_master WHERE type='table' AND name='meta'"
+        ).fetchone()
+        if has_meta:
+            row = self._conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            version = int(row[0]) if row else 0
+            if version > SCHEMA_VERSION:
+                raise IndexVersionError(
+                    f"the index at {self.index_dir} has schema version {version}, but this ragline "
+                    f"reads version {SCHEMA_VERSION}: upgrade ragline (pip install -U ragline), "
+                    "or ingest into a new --index folder"
+                )
+            if version == SCHEMA_VERSION:
+                return
+        with self.transaction() as conn:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            conn.execute(
+                "INSERT OR REPLACE INTO meta(key, value) VALUES ('schema_version', ?)",
+                (str(SCHEMA_VERSION),),
+            )
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
+
+    @contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """BEGIN IMMEDIATE ... COMMIT; rolls back on any exception."""
+        self._conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self._conn
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
+
+    def close(self) -> None:
+        self._conn.close()
+
+    # -- meta -------------------------------------------------------------------------------
+
+    def get_meta(self, key: str) -> str | None:
+        row = self._conn.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        with self.transaction() as conn:
+            conn.execute("INSERT OR REPLACE INTO meta(key, value) VALUES (?, ?)", (key, value))
+
+    @property
+    def generation(self) -> int:
+        return int(self.get_meta("generation") or 0)
+
+    @staticmethod
+    def _bump(conn: sqlite3.Connection) -> None:
+        conn.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='generation'")
+
+    # -- writes -----------------------------------------------------------------------------
+
+    def write_documents(
+        self,
+        items: Sequence[tuple[Document, Sequence[Chunk], Matrix]],
+        *,
+        settings: str,
+        files: Sequence[tuple[str, FileState]] = (),
+    ) -> None:
+        """Replace each document with its new chunks and embeddings, all in one transaction."""
+        now = time.time()
+        with self.transaction() as conn:
+            for doc, chunks, vectors in items:
+                conn.execute("DELETE FROM chunks WHERE doc_id=?", (doc.id,))
+                conn.execute(
+                    "INSERT OR REPLACE INTO documents(id, source_path, title, doc_type, modified,"
+                    " content_hash, settings, text, headings, metadata, ingested_at)"
+                    " VALUES (?,?,?,?,?,?,?,?,?,?,?)",
+                    (doc.id, doc.source_path, doc.title, doc.doc_type.value, doc.modified,
+                     doc.content_hash, settings, doc.text,
+                     json.dumps([[h.start, h.level, h.title] for h in doc.headings]),
+                     json.dumps(doc.metadata, default=str), now),
+                )
+                conn.executemany(
+                    'INSERT INTO chunks(id, doc_id, ordinal, start, "end", text, heading_path,'
+                    " token_count, embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                    [(c.id, c.doc_id, c.ordinal, c.start, c.end, c.text,
+                      json.dumps(list(c.heading_path)), c.token_count,
+                      np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                     for c, v in zip(chunks, vectors, strict=True)],
+                )
+            for path, state in files:
+                self._put_file(conn, path, state)
+            self._bump(conn)
+
+    def record_files(self, files: Sequence[tuple[str, FileState]]) -> None:
+        if not files:
+            return
+        with self.transaction() as conn:
+            for path, state in files:
+                self._put_file(conn, path, state)
+
+    @staticmethod
+    def _put_file(conn: sqlite3.Connection, path: str, state: FileState) -> None:
+        conn.execute(
+            "INSERT OR REPLACE INTO files(path, size, mtime_ns, settings, doc_ids) VALUES (?,?,?,?,?)",
+            (path, state.size, state.mtime_ns, state.settings, json.dumps(list(state.doc_ids))),
+        )
+        conn.execute("DELETE FROM failures WHERE path=?", (path,))
+
+    def delete_documents(self, doc_ids: Iterable[str]) -> int:
+        ids = list(doc_ids)
+        if not ids:
+            return 0
+        with self.transaction() as conn:
+            for doc_id in ids:
+                conn.execute("DELETE FROM documents WHERE id=?", (doc_id,))
+            self._bump(conn)
+        return len(ids)
+
+    def forget_files(self, paths: Iterable[str]) -> None:
+        with self.transaction() as conn:
+            for path in paths:
+                conn.execute("DELETE FROM files WHERE path=?", (path,))
+                conn.execute("DELETE FROM failures WHERE path=?", (path,))
+
+    def record_failure(self, path: str, reason: str, message: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO failures(path, reason, message, at) VALUES (?,?,?,?)",
+                (path, reason, message, time.time()),
+            )
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def file_state(self, path: str) -> FileState | None:
+        row = self._conn.execute(
+            "SELECT size, mtime_ns, settings, doc_ids FROM files WHERE path=?", (path,)
+        ).fetchone()
+        if row is None:
+            return None
+        return FileState(int(row[0]), int(row[1]), str(row[2]), tuple(json.loads(row[3])))
+
+    def files_under(self, prefix: str) -> list[str]:
+        """Recorded file paths at or under `prefix` (an absolute path)."""
+        rows = self._conn.execute(
+            "SELECT path FROM files WHERE path = ? OR substr(path, 1, ?) = ?",
+            (prefix, len(prefix) + 1, prefix.rstrip("/") + "/"),
+        ).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
+        """doc id -> (content hash, settings fingerprint) for the ids that are stored."""
+        out: dict[str, tuple[str, str]] = {}
+        for start in range(0, len(doc_ids), 500):
+            part = list(doc_ids[start:start + 500])
+            marks = ",".join("?" * len(part))
+            for row in self._conn.execute(
+                f"SELECT id, content_hash, settings FROM documents WHERE id IN ({marks})", part
+            ):
+                out[str(row[0])] = (str(row[1]), str(row[2]))
+        return out
+
+    def document_ids_for_path(self, source_path: str) -> list[str]:
+        rows = self._conn.execute("SELECT id FROM documents WHERE source_path=?", (source_path,))
+        return [str(r[0]) for r in rows]
+
+    def get_document(self, doc_id: str) -> Document | None:
+        row = self._conn.execute(
+            "SELECT id, text, doc_type, content_hash, title, source_path, modified, headings,"
+            " metadata FROM documents WHERE id=?",
+            (doc_id,),
+        ).fetchone()
+        if row is None:
+            return None
+        return Document(
+            id=row[0], text=row[1], doc_type=DocType(row[2]), content_hash=row[3], title=row[4],
+            source_path=row[5], modified=row[6],
+            headings=tuple(Heading(int(s), int(lv), str(t)) for s, lv, t in json.loads(row[7])),
+            metadata=json.loads(row[8]),
+        )
+
+    _CHUNK_COLUMNS = (
+        'c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.heading_path, c.token_count,'
+        " d.title, d.doc_type, d.source_path"
+    )
+
+    @staticmethod
+    def _stored_chunk(row: Sequence[Any]) -> StoredChunk:
+        chunk = Chunk(id=row[0], doc_id=row[1], ordinal=int(row[2]), text=row[5],
+                      start=int(row[3]), end=int(row[4]),
+                      heading_path=tuple(json.loads(row[6])), token_count=int(row[7]))
+        return StoredChunk(chunk, doc_title=row[8], doc_type=row[9], source_path=row[10])
+
+    def get_chunk(self, chunk_id: str) -> StoredChunk | None:
+        row = self._conn.execute(
+            f"SELECT {self._CHUNK_COLUMNS} FROM chunks c JOIN documents d ON d.id = c.doc_id"
+            " WHERE c.id=?",
+            (chunk_id,),
+        ).fetchone()
+        return None if row is None else self._stored_chunk(row)
+
+    def chunks_by_rowid(self, rowids: Sequence[int]) -> dict[int, StoredChunk]:
+        out: dict[int, StoredChunk] = {}
+        for start in range(0, len(rowids), 500):
+            part = [int(r) for r in rowids[start:start + 500]]
+            marks = ",".join("?" * len(part))
+            for row in self._conn.execute(
+                f"SELECT c.rowid, {self._CHUNK_COLUMNS} FROM chunks c"
+                f" JOIN documents d ON d.id = c.doc_id WHERE c.rowid IN ({marks})",
+                part,
+            ):
+                out[int(row[0])] = self._stored_chunk(row[1:])
+        return out
+
+    def chunk_snapshot(
+        self, dim: int
+    ) -> tuple[int, npt.NDArray[np.int64], Matrix, list[str]]:
+        """(generation, rowids, [n, dim] embeddings, texts) of every chunk, read in one snapshot."""
+        self._conn.execute("BEGIN")
+        try:
+            generation = self.generation
+            rows = self._conn.execute(
+                "SELECT rowid, embedding, text FROM chunks ORDER BY rowid"
+            ).fetchall()
+        finally:
+            self._conn.execute("COMMIT")
+        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+        matrix = np.empty((len(rows), dim), dtype=np.float32)
+        for i, row in enumerate(rows):
+            matrix[i] = np.frombuffer(row[1], dtype=np.float32)
+        return generation, rowids, matrix, [str(r[2]) for r in rows]
+
+    def rowids_matching(self, where: dict[str, str], path_prefix: str | None) -> list[int]:
+        """Chunk rowids whose document matches every `key=value` filter and the path prefix."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for key, value in where.items():
+            column = _FILTER_COLUMNS.get(key)
+            if column is not None:
+                clauses.append(f"{column} = ?")
+            else:
+                clauses.append("CAST(json_extract(d.metadata, ?) AS TEXT) = ?")
+                params.append(f"$.{json.dumps(key)}")
+            params.append(value)
+        if path_prefix is not None:
+            clauses.append("substr(coalesce(json_extract(d.metadata, '$.path'), d.id), 1, ?) = ?")
+            params.extend([len(path_prefix), path_prefix])
+        sql = "SELECT c.rowid FROM chunks c JOIN documents d ON d.id = c.doc_id"
+        if clauses:
+            sql += " WHERE " + " AND ".join(clauses)
+        return [int(r[0]) for r in self._conn.execute(sql, params)]
+
+    def count_documents(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM documents").fetchone()[0])
+
+    def count_chunks(self) -> int:
+        return int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+
+    def failures(self) -> list[tuple[str, str, str]]:
+        rows = self._conn.execute("SELECT path, reason, message FROM failures ORDER BY path")
+        return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+_FILTER_COLUMNS = {
+    "type": "d.doc_type",
+    "doc_type": "d.doc_type",
+    "doc_id": "d.id",
+    "title": "d.title",
+}

@@ -1,0 +1,137 @@
+"""The `ragline` command as a user runs it: real processes, real files."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from filelock import FileLock
+
+from tests.test_index import write_corpus
+
+
+def ragline(*args: str, check: bool = True, **kwargs: object) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [sys.executable, "-m", "ragline.cli", *args], capture_output=True, text=True,
+        env={**os.environ, "RAGLINE_EMBED_THREADS": "1"}, timeout=240, **kwargs,  # type: ignore[call-overload]
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"ragline {args} failed ({result.returncode}):\n{result.stderr}")
+    return result
+
+
+def test_ingest_json_summary_and_search_json_hits(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    index = str(tmp_path / "ix")
+    summary = json.loads(ragline("ingest", str(corpus), "--index", index, "--json").stdout)
+    assert summary["added"] == 4 and summary["failed"] == 0
+    assert set(summary["seconds"]) >= {"load", "chunk", "embed", "store", "total"}
+    out = json.loads(ragline("search", "fourth planet", "--index", index, "--json", "-k", "2").stdout)
+    top = out["hits"][0]
+    assert top["doc_id"] == "corpus/notes/space.html"
+    assert {"chunk_id", "start", "end", "text", "score", "bm25_rank", "dense_rank"} <= set(top)
+
+
+def test_empty_query_exits_with_a_message_not_a_traceback(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    ragline("ingest", str(corpus), "--index", str(tmp_path / "ix"), "--json")
+    result = ragline("search", "  ", "--index", str(tmp_path / "ix"), check=False)
+    assert result.returncode == 2
+    assert "query is empty" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_where_option_filters_by_type(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    index = str(tmp_path / "ix")
+    ragline("ingest", str(corpus), "--index", index, "--json")
+    out = json.loads(ragline("search", "planet", "--index", index, "--where", "type=md",
+                             "--json").stdout)
+    assert out["hits"] and all(h["type"] == "md" for h in out["hits"])
+
+
+def test_second_ingest_while_locked_fails_clearly_and_index_survives(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus")
+    index = tmp_path / "ix"
+    ragline("ingest", str(corpus), "--index", str(index), "--json")
+    with FileLock(str(index / "write.lock")):
+        result = ragline("ingest", str(corpus), "--index", str(index), check=False)
+    assert result.returncode == 2
+    assert "another ingest is writing" in result.stderr and "--wait" in result.stderr
+    again = json.loads(ragline("ingest", str(corpus), "--index", str(index), "--json").stdout)
+    assert again["unchanged"] == 4
+
+
+def test_two_concurrent_ingests_leave_one_consistent_index(tmp_path: Path) -> None:
+    corpus = write_corpus(tmp_path / "corpus", {f"d{i}.txt": f"note {i} about topic {i}" for i in range(60)})
+    index = str(tmp_path / "ix")
+    cmd = [sys.executable, "-m", "ragline.cli", "ingest", str(corpus), "--index", index, "--json"]
+    procs = [subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    outcomes = [p.communicate(timeout=240) for p in procs]
+    codes = sorted(p.returncode for p in procs)
+    assert codes[0] == 0, outcomes
+    if codes[1] != 0:
+        assert any("another ingest is writing" in err for _, err in outcomes)
+    _assert_consistent(Path(index), expected_docs=60)
+
+
+@pytest.mark.integration
+def test_killed_ingest_resumes_without_duplicates_or_losses(tmp_path: Path) -> None:
+    n = 1200
+    corpus = write_corpus(tmp_path / "corpus",
+                          {f"f{i:04d}.txt": f"document {i} talks about subject {i % 37}" for i in range(n)})
+    index = tmp_path / "ix"
+    cmd = [sys.executable, "-m", "ragline.cli", "ingest", str(corpus), "--index", str(index), "--json"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            env={**os.environ, "RAGLINE_EMBED_THREADS": "1"})
+    deadline = time.monotonic() + 180
+    stored = 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        stored = _count(index, "documents")
+        if stored > 0:
+            break
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < stored < n, "the ingest finished before it could be killed; use more files"
+    resumed = json.loads(ragline("ingest", str(corpus), "--index", str(index), "--json").stdout)
+    assert resumed["added"] + resumed["unchanged"] == n
+    assert resumed["unchanged"] >= stored
+    _assert_consistent(index, expected_docs=n)
+
+
+def _count(index: Path, table: str) -> int:
+    db = index / "ragline.sqlite"
+    if not db.exists():
+        return 0
+    try:
+        with sqlite3.connect(db, timeout=1) as conn:
+            return int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def _assert_consistent(index: Path, *, expected_docs: int) -> None:
+    with sqlite3.connect(index / "ragline.sqlite") as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        assert conn.execute("SELECT count(*) FROM documents").fetchone()[0] == expected_docs
+        orphans = conn.execute(
+            "SELECT count(*) FROM chunks WHERE doc_id NOT IN (SELECT id FROM documents)"
+        ).fetchone()[0]
+        assert orphans == 0
+        empty = conn.execute(
+            "SELECT count(*) FROM documents WHERE id NOT IN (SELECT doc_id FROM chunks)"
+        ).fetchone()[0]
+        assert empty == 0
+        gaps = conn.execute(
+            "SELECT count(*) FROM (SELECT doc_id, max(ordinal) + 1 AS n, count(*) AS c"
+            " FROM chunks GROUP BY doc_id) WHERE n != c"
+        ).fetchone()[0]
+        assert gaps == 0

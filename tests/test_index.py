@@ -1,0 +1,199 @@
+"""The index end to end: ingest (incremental, resumable, locked), derived indexes, search."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from ragline import Index
+from ragline.config import RaglineConfig
+from ragline.embed.base import Embedder
+from ragline.errors import EmptyQuery, IndexLocked, IndexNotFound, IndexVersionError
+from ragline.types import RetrievalMode
+
+DOCS = {
+    "guide/install.md": "# Install\n\nRun pip install ragline to install the package.\n\n"
+    "## From source\n\nClone the repository and run make test.\n",
+    "guide/search.md": "# Search\n\nHybrid search fuses BM25 keyword scores with dense vector "
+    "similarity using reciprocal rank fusion.\n",
+    "notes/cooking.txt": "A good risotto needs arborio rice, stock added slowly, and patience.\n",
+    "notes/space.html": "<html><head><title>Mars</title><script>var x=1;</script></head><body>"
+    "<nav>menu</nav><h1>Mars</h1><p>Mars is the fourth planet from the Sun.</p></body></html>",
+}
+
+
+def write_corpus(root: Path, docs: dict[str, str] = DOCS) -> Path:
+    for rel, text in docs.items():
+        path = root / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text, encoding="utf-8")
+    return root
+
+
+@pytest.fixture()
+def corpus(tmp_path: Path) -> Path:
+    return write_corpus(tmp_path / "corpus")
+
+
+@pytest.fixture()
+def index(tmp_path: Path, embedder: Embedder) -> Index:
+    return Index(tmp_path / "index", embedder=embedder)
+
+
+def test_ingest_then_search_finds_the_relevant_document(index: Index, corpus: Path) -> None:
+    summary = index.ingest(corpus)
+    assert (summary.added, summary.failed) == (4, 0)
+    for mode in RetrievalMode:
+        hits = index.search("planet from the sun", mode=mode, k=3)
+        assert hits[0].chunk.doc_id == "corpus/notes/space.html", mode
+
+
+def test_hits_carry_offsets_into_the_document_text(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    for hit in index.search("reciprocal rank fusion", k=5):
+        doc = index.get_document(hit.chunk.doc_id)
+        assert doc is not None
+        assert doc.text[hit.chunk.start : hit.chunk.end] == hit.chunk.text
+
+
+def test_hybrid_hits_record_each_retrievers_rank(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    top = index.search("risotto rice", mode="hybrid", k=1)[0]
+    assert top.chunk.doc_id == "corpus/notes/cooking.txt"
+    assert top.bm25_rank == 1 and top.dense_rank is not None
+
+
+def test_heading_path_is_kept_on_markdown_chunks(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    hit = index.search("clone the repository", mode="bm25", k=1)[0]
+    assert hit.chunk.heading_path[-1] == "From source"
+
+
+def test_reingest_skips_unchanged_files(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    again = index.ingest(corpus)
+    assert (again.added, again.updated, again.unchanged, again.chunks_embedded) == (0, 0, 4, 0)
+
+
+def test_changed_file_is_updated_and_old_text_is_gone(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    (corpus / "notes/cooking.txt").write_text("Sourdough bread needs a lively starter.\n")
+    summary = index.ingest(corpus)
+    assert (summary.updated, summary.unchanged) == (1, 3)
+    assert index.search("risotto", mode="bm25") == []
+    assert index.search("sourdough", mode="bm25")[0].chunk.doc_id == "corpus/notes/cooking.txt"
+
+
+def test_prune_removes_deleted_files_only_when_asked(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    (corpus / "notes/cooking.txt").unlink()
+    assert index.ingest(corpus).removed == 0
+    assert index.search("risotto", mode="bm25")
+    assert index.ingest(corpus, prune=True).removed == 1
+    assert index.search("risotto", mode="bm25") == []
+    assert index.stats()["documents"] == 3
+
+
+def test_bad_files_are_reported_and_the_rest_is_ingested(index: Index, corpus: Path) -> None:
+    (corpus / "broken.pdf").write_bytes(b"%PDF-1.7 this is not really a pdf")
+    (corpus / "binary.txt").write_bytes(b"\x00\x01\x02\x03" * 100)
+    (corpus / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
+    (corpus / "image.png").write_bytes(b"\x89PNG\r\n")
+    summary = index.ingest(corpus)
+    reasons = {Path(f.path).name: f.reason for f in summary.failures}
+    assert summary.added == 4
+    assert reasons["broken.pdf"] == "corrupt"
+    assert reasons["binary.txt"] == "binary"
+    assert reasons["latin1.txt"] == "encoding"
+    assert summary.failed == len(summary.failures) >= 3
+
+
+def test_file_over_the_size_limit_is_skipped_with_the_reason(
+    tmp_path: Path, corpus: Path, embedder: Embedder
+) -> None:
+    (corpus / "big.txt").write_text("word " * 2000)
+    config = RaglineConfig(max_file_bytes=5000)
+    summary = Index(tmp_path / "ix", config, embedder=embedder).ingest(corpus)
+    assert [f.reason for f in summary.failures] == ["too_large"]
+    assert "over the limit" in summary.failures[0].message
+
+
+def test_empty_folder_ingests_nothing_without_error(index: Index, tmp_path: Path) -> None:
+    (tmp_path / "empty").mkdir()
+    summary = index.ingest(tmp_path / "empty")
+    assert (summary.added, summary.failed) == (0, 0)
+    assert index.search("anything") == []
+
+
+def test_empty_query_is_refused_with_a_clear_error(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    with pytest.raises(EmptyQuery, match="empty"):
+        index.search("   ")
+
+
+def test_a_10000_character_query_still_searches(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    query = ("mars planet sun " * 700)[:10_000]
+    for mode in RetrievalMode:
+        assert index.search(query, mode=mode, k=2)[0].chunk.doc_id == "corpus/notes/space.html"
+
+
+def test_searching_a_missing_index_says_how_to_create_one(tmp_path: Path) -> None:
+    with pytest.raises(IndexNotFound, match="ragline ingest"):
+        Index(tmp_path / "nope").search("x")
+
+
+def test_index_from_a_newer_schema_is_refused(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    index.close()
+    with sqlite3.connect(index.path / "ragline.sqlite") as conn:
+        conn.execute("UPDATE meta SET value='99' WHERE key='schema_version'")
+    with pytest.raises(IndexVersionError, match="schema version 99"):
+        Index(index.path).search("mars")
+
+
+def test_a_second_writer_fails_fast_with_a_clear_message(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    with index._write_lock(0), pytest.raises(IndexLocked, match="another ingest"):
+        Index(index.path, embedder=index.embedder).ingest(corpus)
+    assert index.ingest(corpus).unchanged == 4
+
+
+def test_missing_derived_index_is_rebuilt_from_sqlite(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    assert index.search("risotto", mode="bm25")
+    index.close()
+    for folder in (index.path / "derived").glob("g*"):
+        for f in folder.rglob("*"):
+            if f.is_file():
+                f.unlink()
+    reopened = Index(index.path, embedder=index.embedder)
+    assert reopened.search("risotto", mode="bm25")[0].chunk.doc_id == "corpus/notes/cooking.txt"
+
+
+def test_where_and_path_prefix_filter_results(index: Index, corpus: Path) -> None:
+    index.ingest(corpus)
+    html = index.search("planet", where={"type": "html"}, k=10)
+    assert html and {h.chunk.doc_id for h in html} == {"corpus/notes/space.html"}
+    guide = index.search("planet", path_prefix="corpus/guide/", k=10)
+    assert guide and all(h.chunk.doc_id.startswith("corpus/guide/") for h in guide)
+
+
+def test_ingest_documents_api_skips_unchanged_records(index: Index) -> None:
+    from ragline.evaluate.datasets import _document
+
+    docs = [_document(f"d{i}", f"title {i}", f"text number {i}", None) for i in range(5)]
+    assert index.ingest_documents(docs).added == 5
+    assert index.ingest_documents(docs).unchanged == 5
+
+
+def test_jsonl_records_become_documents_with_their_ids(index: Index, tmp_path: Path) -> None:
+    path = tmp_path / "corpus.jsonl"
+    records = [{"_id": "a1", "title": "Aspirin", "text": "Aspirin reduces fever."},
+               {"_id": "b2", "title": "Insulin", "text": "Insulin regulates blood sugar."}]
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    index.ingest(path)
+    assert index.search("blood sugar", k=1)[0].chunk.doc_id == "b2"
