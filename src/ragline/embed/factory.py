@@ -1,0 +1,67 @@
+"""Build an embedder from configuration."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal, get_args
+
+from ragline.embed.base import Embedder
+from ragline.embed.cache import CachedEmbedder, EmbeddingCache
+from ragline.embed.onnx import OnnxEmbedder
+from ragline.embed.openai_compat import OpenAICompatibleEmbedder
+from ragline.errors import ConfigError
+
+Provider = Literal["onnx", "openai-compatible"]
+PROVIDERS: tuple[str, ...] = get_args(Provider)
+
+
+@dataclass(frozen=True)
+class EmbedderConfig:
+    """Which embedder to use.
+
+    For "onnx", `model` is an optional path to another ONNX export of all-MiniLM-L6-v2 (the
+    packaged int8 model otherwise). For "openai-compatible", `model` and `base_url` are required
+    and the API key is read from the environment variable named by `api_key_env` (unset is fine
+    for local servers).
+    """
+
+    provider: Provider = "onnx"
+    model: str | None = None
+    base_url: str | None = None
+    api_key_env: str = "OPENAI_API_KEY"
+    threads: int | None = None
+    batch_size: int = 32
+    cache: bool = True
+    cache_path: Path | None = None
+
+
+def build_embedder(config: EmbedderConfig) -> Embedder:
+    """The configured embedder, wrapped in a CachedEmbedder when `config.cache` is true."""
+    inner = build_inner(config)
+    if not config.cache:
+        return inner
+    return CachedEmbedder(inner, EmbeddingCache(config.cache_path))
+
+
+def build_inner(config: EmbedderConfig) -> Embedder:
+    """The configured embedder without a cache."""
+    if config.provider == "onnx":
+        model_path = Path(config.model).expanduser() if config.model else None
+        return OnnxEmbedder(model_path, threads=config.threads, batch_size=config.batch_size)
+    if config.provider == "openai-compatible":
+        if not config.model or not config.base_url:
+            raise ConfigError(
+                "provider 'openai-compatible' needs both model and base_url, e.g. "
+                "model='nomic-embed-text', base_url='http://127.0.0.1:11434/v1'"
+            )
+        return OpenAICompatibleEmbedder(
+            config.model,
+            config.base_url,
+            api_key=os.environ.get(config.api_key_env),
+            batch_size=config.batch_size,
+        )
+    raise ConfigError(
+        f"unknown embedder provider {config.provider!r}; valid providers: {', '.join(PROVIDERS)}"
+    )
