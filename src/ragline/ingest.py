@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from ragline.documents.chunking import ChunkingConfig, ChunkStrategy, chunk_document
+from ragline.documents.chunking import ChunkingConfig, ChunkStrategy, chunk_documents
 from ragline.documents.loaders import iter_files, load_file_report
 from ragline.embed.base import Embedder
 from ragline.errors import DocumentError, RaglineError
@@ -25,6 +25,7 @@ from ragline.store.sqlite import FileState, SQLiteStore
 from ragline.types import Chunk, Document
 
 BATCH_CHUNKS = 256
+STAGES = ("discover", "load", "chunk", "embed", "store", "total")
 
 
 class IngestProgress(Protocol):
@@ -68,9 +69,6 @@ class IngestSummary:
         data["documents_per_second"] = round(self.documents_per_second, 2)
         data["seconds"] = {k: round(v, 3) for k, v in self.seconds.items()}
         return data
-
-
-STAGES = ("discover", "load", "chunk", "embed", "store", "total")
 
 
 class _Timer:
@@ -197,18 +195,21 @@ class Ingestor:
         if not documents:
             return
         stored = self.store.document_hashes([d.id for d in documents])
+        changed = []
         for doc in documents:
             previous = stored.get(doc.id)
             if previous == (doc.content_hash, self.settings):
                 self.summary.unchanged += 1
                 self._advance(0, 1, 0)
-                continue
-            with _Timer(self.summary, "chunk"):
-                chunks = chunk_document(doc, self.chunking, self.embedder.count_tokens)
-            if previous is None:
-                self.summary.added += 1
             else:
-                self.summary.updated += 1
+                changed.append(doc)
+                if previous is None:
+                    self.summary.added += 1
+                else:
+                    self.summary.updated += 1
+        with _Timer(self.summary, "chunk"):  # one tokenizer call for the whole batch
+            chunked = chunk_documents(changed, self.chunking, self.embedder.count_tokens)
+        for doc, chunks in zip(changed, chunked, strict=True):
             self._pending.append((doc, chunks))
             self._pending_chunks += len(chunks)
             if self._pending_chunks >= BATCH_CHUNKS:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 
-class DocType(str, enum.Enum):
+class DocType(enum.StrEnum):
     TXT = "txt"
     MARKDOWN = "md"
     HTML = "html"
@@ -62,13 +62,13 @@ class Chunk:
     token_count: int = 0
 
 
-class RetrievalMode(str, enum.Enum):
+class RetrievalMode(enum.StrEnum):
     BM25 = "bm25"
     DENSE = "dense"
     HYBRID = "hybrid"
 
 
-class FusionMethod(str, enum.Enum):
+class FusionMethod(enum.StrEnum):
     RRF = "rrf"
     MINMAX = "minmax"
 
