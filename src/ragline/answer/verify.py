@@ -1,0 +1,438 @@
+"""Check each cited claim against the text of the sources it cites, before any LLM judge.
+
+Three cheap checks per claim: (a) the quote, if given, is found verbatim or fuzzily in a cited
+source, with its span; (b) every number, date and name of the claim occurs in the cited text;
+(c) semantic support: the best score of the claim against one sentence of a cited source, a blend
+of embedding cosine and content-word coverage. An optional LLM judge runs only when configured,
+and only on claims that pass (a) and (b). A claim that fails against its cited sources but passes
+against another retrieved source is MISATTRIBUTED.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+import Stemmer
+from rapidfuzz import fuzz
+
+from ragline.answer.claims import (
+    STOPWORDS,
+    date_in,
+    extract_dates,
+    extract_names,
+    extract_numbers,
+    initialisms,
+    name_in,
+    split_sentences,
+    words,
+)
+from ragline.answer.types import (
+    Answer,
+    CitedSentence,
+    ClaimCheck,
+    ClaimVerdict,
+    JudgeLabel,
+    JudgeVerdict,
+)
+from ragline.embed.base import Embedder, EmbedKind, Vectors
+from ragline.errors import ConfigError
+
+Judge = Callable[[str, str], JudgeVerdict]
+
+
+@dataclass(frozen=True, slots=True)
+class Thresholds:
+    """Decision thresholds of verification.
+
+    Defaults were fitted by `benchmarks/verify_planted.py --fit` on the CALIBRATION half of the
+    planted-error set (HotpotQA dev-500 questions whose id hashes to the calibration split; see
+    `ragline.answer.planted`), with the int8 all-MiniLM-L6-v2 embedder; the rates reported for
+    them come from the disjoint EVALUATION half.
+
+    - `support`: a claim whose best combined score against a cited sentence is below it is
+      unsupported by that source;
+    - `strong`: at or above it the claim is SUPPORTED, between `support` and `strong` it is
+      PARTIALLY_SUPPORTED (a warning, not a flag). Fitted as the 95th percentile of the scores of
+      calibration claims that cite a wrong source; on the planted set that fell below `support`,
+      so with the defaults the band is empty and PARTIALLY_SUPPORTED comes only from a judge;
+    - `quote`: a quote matching a cited source less than this (rapidfuzz partial ratio, 0-1) is
+      treated as not found;
+    - `semantic_weight`: combined score = w * cosine + (1 - w) * content-word coverage.
+    """
+
+    support: float = 0.732
+    strong: float = 0.732
+    quote: float = 0.8
+    semantic_weight: float = 0.3
+
+    def __post_init__(self) -> None:
+        for name in ("support", "strong", "quote", "semantic_weight"):
+            value = getattr(self, name)
+            if not 0.0 <= value <= 1.0:
+                raise ConfigError(f"Thresholds.{name} must be between 0 and 1, got {value}")
+        if self.strong < self.support:
+            raise ConfigError(
+                f"Thresholds.strong ({self.strong}) must be >= Thresholds.support ({self.support})"
+            )
+
+
+DEFAULT_THRESHOLDS = Thresholds()
+
+
+class MemoEmbedder:
+    """An Embedder that remembers every vector it computed, so repeated texts embed once."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.model_id: str = inner.model_id
+        self.dim: int = inner.dim
+        self.max_tokens: int = inner.max_tokens
+        self._memo: dict[tuple[str, str], Vectors] = {}
+
+    def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
+        missing = list(dict.fromkeys(t for t in texts if (kind, t) not in self._memo))
+        if missing:
+            vectors = self.inner.embed(missing, kind=kind)
+            for text, vector in zip(missing, vectors, strict=True):
+                self._memo[(kind, text)] = vector
+        if not texts:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        return np.stack([self._memo[(kind, t)] for t in texts]).astype(np.float32)
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+
+# ---------------------------------------------------------------- lexical support
+
+_STEMMER = Stemmer.Stemmer("english")
+
+
+@lru_cache(maxsize=65536)
+def content_stems(text: str) -> frozenset[str]:
+    """Stemmed content words (stopwords dropped) of a text."""
+    return frozenset(_STEMMER.stemWords([w for w in words(text) if w not in STOPWORDS]))
+
+
+def coverage(claim: str, source: str) -> float:
+    """The share of the claim's content words that occur in the source (1.0 for an empty claim)."""
+    wanted = content_stems(claim)
+    if not wanted:
+        return 1.0
+    return len(wanted & content_stems(source)) / len(wanted)
+
+
+@lru_cache(maxsize=16384)
+def source_sentences(text: str) -> tuple[str, ...]:
+    return tuple(s.text for s in split_sentences(text)) or (text,)
+
+
+# ---------------------------------------------------------------- the three checks
+
+
+@dataclass(frozen=True, slots=True)
+class QuoteMatch:
+    score: float
+    start: int
+    end: int
+
+
+def match_quote(quote: str, source: str) -> QuoteMatch:
+    """Find `quote` in `source`: verbatim, then ignoring case and spacing, then fuzzily."""
+    at = source.find(quote)
+    if at >= 0:
+        return QuoteMatch(1.0, at, at + len(quote))
+    parts = [re.escape(p) for p in re.findall(r"\w+", quote)]
+    if parts:
+        loose = re.search(r"\W+".join(parts), source, re.IGNORECASE)
+        if loose:
+            return QuoteMatch(1.0, loose.start(), loose.end())
+    lowered = source.lower() if len(source.lower()) == len(source) else source
+    aligned = fuzz.partial_ratio_alignment(quote.lower(), lowered)
+    if aligned is None:
+        return QuoteMatch(0.0, 0, 0)
+    return QuoteMatch(aligned.score / 100.0, aligned.dest_start, aligned.dest_end)
+
+
+def consistency_mismatches(claim: str, source: str) -> list[str]:
+    """Numbers, dates and names of the claim that the source does not contain."""
+    dates = extract_dates(claim)
+    source_dates = [m.value for m in extract_dates(source)]
+    source_numbers = {_bare(m.value) for m in extract_numbers(source)}
+    source_numbers |= {d.split("-")[0] for d in source_dates}
+    source_list = words(source)
+    source_words = frozenset(source_list)
+    acronyms = initialisms(source_list)
+    problems = [
+        f"date {d.raw!r} not in source" for d in dates if not date_in(d.value, source_dates)
+    ]
+    skip = tuple((d.start, d.end) for d in dates)
+    problems += [
+        f"number {n.raw!r} not in source"
+        for n in extract_numbers(claim, skip=skip)
+        if _bare(n.value) not in source_numbers
+    ]
+    problems += [
+        f"name {n.raw!r} not in source"
+        for n in extract_names(claim)
+        if not name_in(n.value, source_words, acronyms)
+    ]
+    return list(dict.fromkeys(problems))
+
+
+def _bare(value: str) -> str:
+    return value.removesuffix("%").lstrip("+")
+
+
+@dataclass(frozen=True, slots=True)
+class Support:
+    score: float
+    sentence: str | None
+
+
+def semantic_support(
+    claim: str, sources: Sequence[str], embedder: Embedder, weight: float
+) -> Support:
+    """Best blended score of the claim against any sentence of the sources."""
+    candidates = [s for text in sources for s in source_sentences(text)]
+    if not candidates:
+        return Support(0.0, None)
+    vectors = embedder.embed([claim, *candidates])
+    cosines = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
+    lexical = np.array([coverage(claim, s) for s in candidates])
+    combined = weight * cosines + (1.0 - weight) * lexical
+    best = int(np.argmax(combined))
+    return Support(float(combined[best]), candidates[best])
+
+
+# ---------------------------------------------------------------- one claim
+
+
+@dataclass(frozen=True, slots=True)
+class _SourceResult:
+    passes: bool
+    support: Support
+    mismatches: list[str]
+    quote: QuoteMatch | None
+    quote_source: int | None
+
+
+def _check_sources(
+    claim: str,
+    texts: Mapping[int, str],
+    quote: str | None,
+    embedder: Embedder,
+    thresholds: Thresholds,
+) -> _SourceResult:
+    joined = "\n\n".join(texts.values())
+    mismatches = consistency_mismatches(claim, joined)
+    support = semantic_support(claim, list(texts.values()), embedder, thresholds.semantic_weight)
+    best_quote: QuoteMatch | None = None
+    quote_source: int | None = None
+    if quote:
+        for number, text in texts.items():
+            found = match_quote(quote, text)
+            if best_quote is None or found.score > best_quote.score:
+                best_quote, quote_source = found, number
+        if best_quote is not None and best_quote.score < thresholds.quote:
+            mismatches = [
+                *mismatches,
+                f"quote not found in the cited source (best match {best_quote.score:.0%})",
+            ]
+    passes = not mismatches and support.score >= thresholds.support
+    return _SourceResult(passes, support, mismatches, best_quote, quote_source)
+
+
+def verify_claim(
+    sentence: str,
+    cited_texts: Mapping[int, str],
+    *,
+    other_texts: Mapping[int, str] | None = None,
+    embedder: Embedder,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    cited: Sequence[int] | None = None,
+    quote: str | None = None,
+    judge: Judge | None = None,
+) -> ClaimCheck:
+    """Verify one sentence against the sources it cites.
+
+    `cited_texts` maps each cited source number to its text; `cited` lists the numbers the claim
+    named (default: the keys of `cited_texts`); a named number with no text is INVALID_SOURCE.
+    `other_texts` are the other retrieved sources, used to detect misattribution.
+    """
+    numbers = list(cited) if cited is not None else list(cited_texts)
+    valid = {n: cited_texts[n] for n in numbers if n in cited_texts}
+    others = {n: t for n, t in (other_texts or {}).items() if n not in valid}
+    invalid = [n for n in numbers if n not in cited_texts]
+    if not numbers:
+        return _uncited(sentence, others, quote, embedder, thresholds)
+    if not valid:
+        return ClaimCheck(
+            sentence=sentence,
+            cited=numbers,
+            verdict=ClaimVerdict.INVALID_SOURCE,
+            reason=f"cites source {_fmt(invalid)}, which does not exist",
+        )
+    result = _check_sources(sentence, valid, quote, embedder, thresholds)
+    verdict, reason, judged = _decide(sentence, valid, result, thresholds, judge)
+    supported_by: list[int] = []
+    if verdict.is_problem:
+        supported_by = _supporters(sentence, others, quote, embedder, thresholds)
+        if supported_by:
+            verdict = ClaimVerdict.MISATTRIBUTED
+            reason = f"not supported by {_fmt(list(valid))} but by {_fmt(supported_by)}"
+    if invalid:
+        verdict = ClaimVerdict.INVALID_SOURCE
+        reason = f"cites source {_fmt(invalid)}, which does not exist; " + reason
+    return _check(sentence, numbers, verdict, result, reason, supported_by, judged)
+
+
+def _decide(
+    sentence: str,
+    valid: Mapping[int, str],
+    result: _SourceResult,
+    thresholds: Thresholds,
+    judge: Judge | None,
+) -> tuple[ClaimVerdict, str, JudgeVerdict | None]:
+    if result.mismatches:
+        return ClaimVerdict.UNSUPPORTED, "; ".join(result.mismatches), None
+    judged = judge(sentence, "\n\n".join(valid.values())) if judge is not None else None
+    if judged is not None and judged.label is not JudgeLabel.UNMEASURED:
+        verdict = {
+            JudgeLabel.SUPPORTED: ClaimVerdict.SUPPORTED,
+            JudgeLabel.PARTIAL: ClaimVerdict.PARTIALLY_SUPPORTED,
+            JudgeLabel.UNSUPPORTED: ClaimVerdict.UNSUPPORTED,
+        }[judged.label]
+        return (
+            verdict,
+            f"judge: {judged.label.value}" + (f" ({judged.reason})" if judged.reason else ""),
+            judged,
+        )
+    score = result.support.score
+    note = " (judge verdict unmeasured)" if judged is not None else ""
+    if score < thresholds.support:
+        return (
+            ClaimVerdict.UNSUPPORTED,
+            f"support {score:.2f} < {thresholds.support:.2f}" + note,
+            judged,
+        )
+    if score < thresholds.strong:
+        return ClaimVerdict.PARTIALLY_SUPPORTED, f"weak support {score:.2f}" + note, judged
+    return ClaimVerdict.SUPPORTED, f"support {score:.2f}" + note, judged
+
+
+def _supporters(
+    sentence: str,
+    others: Mapping[int, str],
+    quote: str | None,
+    embedder: Embedder,
+    thresholds: Thresholds,
+) -> list[int]:
+    return [
+        n
+        for n, text in others.items()
+        if _check_sources(sentence, {n: text}, quote, embedder, thresholds).passes
+    ]
+
+
+def _uncited(
+    sentence: str,
+    others: Mapping[int, str],
+    quote: str | None,
+    embedder: Embedder,
+    thresholds: Thresholds,
+) -> ClaimCheck:
+    supporters = _supporters(sentence, others, quote, embedder, thresholds)
+    hint = f"; source {_fmt(supporters)} would support it" if supporters else ""
+    return ClaimCheck(
+        sentence=sentence,
+        cited=[],
+        verdict=ClaimVerdict.NO_CITATION,
+        supported_by=supporters,
+        reason="the sentence cites no source" + hint,
+    )
+
+
+def _check(
+    sentence: str,
+    numbers: list[int],
+    verdict: ClaimVerdict,
+    result: _SourceResult,
+    reason: str,
+    supported_by: list[int],
+    judged: JudgeVerdict | None,
+) -> ClaimCheck:
+    quote = result.quote
+    return ClaimCheck(
+        sentence=sentence,
+        cited=numbers,
+        verdict=verdict,
+        quote_match=quote.score if quote else None,
+        quote_source=result.quote_source,
+        quote_span=(quote.start, quote.end) if quote and quote.score > 0 else None,
+        support_score=round(result.support.score, 4),
+        mismatches=result.mismatches,
+        best_source_sentence=result.support.sentence,
+        supported_by=supported_by,
+        judge=judged,
+        reason=reason,
+    )
+
+
+def _fmt(numbers: Sequence[int]) -> str:
+    return ", ".join(f"[{n}]" for n in numbers)
+
+
+# ---------------------------------------------------------------- whole answers
+
+
+def verify_answer(
+    sentences: Sequence[CitedSentence],
+    sources: Mapping[int, str],
+    *,
+    embedder: Embedder,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+    judge: Judge | None = None,
+) -> list[ClaimCheck]:
+    """Verify every sentence of an answer; `sources` maps source numbers [1]..[n] to their text.
+
+    Every claim and source sentence is embedded once, in one batch.
+    """
+    memo = embedder if isinstance(embedder, MemoEmbedder) else MemoEmbedder(embedder)
+    texts = [s.text for s in sentences]
+    texts += [s for text in sources.values() for s in source_sentences(text)]
+    memo.embed(texts)
+    return [
+        verify_claim(
+            s.text,
+            {n: sources[n] for n in s.sources if n in sources},
+            other_texts=sources,
+            embedder=memo,
+            thresholds=thresholds,
+            cited=s.sources,
+            quote=s.quote,
+            judge=judge,
+        )
+        for s in sentences
+    ]
+
+
+def abstain_if_unsupported(answer: Answer) -> Answer:
+    """`--strict`: an answer with any flagged claim becomes an abstention (checks are kept)."""
+    flagged = [c for c in answer.checks if c.flagged]
+    if not flagged or answer.abstained:
+        return answer
+    reason = f"{len(flagged)} claim(s) failed verification: " + "; ".join(
+        f"{c.sentence[:60]!r} {c.verdict.value}" for c in flagged[:3]
+    )
+    return answer.model_copy(
+        update={
+            "abstained": True,
+            "abstain_reason": reason,
+            "text": "I cannot answer this reliably from the documents: " + reason,
+        }
+    )
