@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
-import click
 import typer
 import typer.core
 from rich.console import Console
@@ -29,10 +28,11 @@ from ragline.index import DEFAULT_INDEX, Index
 from ragline.ingest import IngestSummary
 from ragline.types import FusionMethod, Hit, RetrievalMode
 
+
 class _Group(typer.core.TyperGroup):
     """Turns a RaglineError into its message and exit code 2, instead of a traceback."""
 
-    def invoke(self, ctx: click.Context) -> Any:
+    def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
         except RaglineError as exc:
@@ -61,7 +61,7 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout."
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -205,7 +205,7 @@ def _print_hits(hits: list[Hit]) -> None:
         return
     for hit in hits:
         ranks = f"bm25 #{hit.bm25_rank or '-'} · dense #{hit.dense_rank or '-'}"
-        heading = " › ".join(hit.chunk.heading_path)
+        heading = " > ".join(hit.chunk.heading_path)
         console.print(
             f"[bold]{hit.rank:>2}.[/] [cyan]{hit.chunk.doc_id}[/] "
             f"[dim]chars {hit.chunk.start}-{hit.chunk.end} · score {hit.score:.4f} · {ranks}[/]",
@@ -240,7 +240,7 @@ def bench_retrieval(
     json_output: JsonOption = False,
 ) -> None:
     """Ingest a BEIR dataset and report nDCG@10, Recall@100, MRR@10 and latency per search mode."""
-    from ragline.evaluate.bench import run_retrieval_benchmark, render_benchmark
+    from ragline.evaluate.bench import render_benchmark, run_retrieval_benchmark
 
     result = run_retrieval_benchmark(beir, split=split, index_dir=index, config=_config(config),
                                      progress_console=None if json_output else err_console)
@@ -253,6 +253,10 @@ def bench_retrieval(
 def _mount_optional() -> None:
     """Sub-commands that live beside their own stage of the package."""
     mounts: list[tuple[str, str, str, str]] = [
+        ("ragline.evaluate.commands", "runs_app", "typer", "runs"),
+        ("ragline.evaluate.commands", "datasets_app", "typer", "datasets"),
+        ("ragline.evaluate.cli", "eval_app", "typer", "eval"),
+        ("ragline.evaluate.cli", "tune_app", "typer", "tune"),
     ]
     import importlib
 

@@ -16,8 +16,8 @@ from ragline.config import RaglineConfig, parse_config
 from ragline.embed.base import Embedder
 from ragline.embed.factory import EmbedderConfig, build_embedder
 from ragline.errors import IndexLocked
-from ragline.ingest import IngestProgress, Ingestor, IngestSummary, chunking_config, pid_alive
-from ragline.retrieve.search import SearchParams, search
+from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
+from ragline.retrieve.search import SearchParams, candidate_lists, search
 from ragline.store.derived import DerivedIndex, load_or_build
 from ragline.store.keyword import BM25Config
 from ragline.store.sqlite import SQLiteStore
@@ -45,6 +45,7 @@ class Index:
         self._embedder = embedder
         self._store: SQLiteStore | None = None
         self._derived: DerivedIndex | None = None
+        self._row_docs: list[str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -163,9 +164,34 @@ class Index:
         return search(query, params, self._derived_index(), self._open(create=False),
                       self.embedder)
 
+    def candidates(
+        self, query: str, *, mode: RetrievalMode | str = RetrievalMode.HYBRID, depth: int = 100
+    ) -> dict[str, list[tuple[str, float]]]:
+        """Each retriever's ranked (doc id, score) candidates before fusion, for tuning sweeps.
+
+        A document appears once per list, at its best chunk's rank.
+        """
+        derived = self._derived_index()
+        params = SearchParams(mode=RetrievalMode(mode), k=depth, depth=depth)
+        lists = candidate_lists(query, params, derived, self._open(create=False), self.embedder)
+        if self._row_docs is None or len(self._row_docs) != derived.size:
+            by_rowid = self._open(create=False).doc_ids_by_rowid()
+            self._row_docs = [by_rowid[int(r)] for r in derived.rowids]
+        out: dict[str, list[tuple[str, float]]] = {}
+        for name, rows in lists.items():
+            seen: set[str] = set()
+            out[name] = []
+            for row, score in rows:
+                doc_id = self._row_docs[row]
+                if doc_id not in seen:
+                    seen.add(doc_id)
+                    out[name].append((doc_id, score))
+        return out
+
     def _derived_index(self) -> DerivedIndex:
         store = self._open(create=False)
         if self._derived is None or self._derived.generation != store.generation:
+            self._row_docs = None
             b = self.config.bm25
             self._derived = load_or_build(
                 store, dim=self.embedder.dim,

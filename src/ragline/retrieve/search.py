@@ -36,22 +36,37 @@ def search(
     embedder: Embedder,
 ) -> list[Hit]:
     """Rank the index's chunks for `query`; each hit records every retriever's rank."""
+    lists = candidate_lists(query, params, derived, store, embedder)
+    return _to_hits(fuse(lists, params), lists, derived, store)
+
+
+def candidate_lists(
+    query: str,
+    params: SearchParams,
+    derived: DerivedIndex,
+    store: SQLiteStore,
+    embedder: Embedder,
+) -> dict[str, list[tuple[int, float]]]:
+    """Each retriever's ranked (row, score) candidates, before fusion."""
     if not query or not query.strip():
         raise EmptyQuery("the query is empty: give some words to search for")
+    lists: dict[str, list[tuple[int, float]]] = {}
     if derived.size == 0:
-        return []
+        return lists
     mask = _filter_mask(derived, store, params)
     depth = params.k if params.mode is not RetrievalMode.HYBRID else max(params.depth, params.k)
-    lists: dict[str, list[tuple[int, float]]] = {}
     if params.mode in (RetrievalMode.BM25, RetrievalMode.HYBRID) and derived.bm25 is not None:
         lists["bm25"] = _top_rows(derived.bm25.scores(query), mask, depth, positive_only=True)
     if params.mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
         vector = embedder.embed([query], kind="query")[0]
         lists["dense"] = _top_rows(derived.vectors.scores(vector), mask, depth)
-    return _to_hits(_fuse(lists, params), lists, derived, store)
+    return lists
 
 
-def _fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
+def fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
+    """The final top-k (row, score) list: one retriever's list as is, or the fusion of two."""
+    if not lists:
+        return []
     if len(lists) == 1:
         return next(iter(lists.values()))[: params.k]
     if params.fusion is FusionMethod.RRF:

