@@ -237,12 +237,16 @@ def bench_retrieval(
     split: Annotated[str, typer.Option(help="qrels split to evaluate.")] = "test",
     index: Annotated[Path | None, typer.Option(help="Index folder (default: a cache folder per dataset).")] = None,
     config: ConfigOption = None,
+    cold_ingest: Annotated[bool, typer.Option(
+        help="Also ingest into a fresh index with the embedding cache bypassed, and time the raw "
+             "model on the same texts, to measure ingest overhead.")] = False,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest a BEIR dataset and report nDCG@10, Recall@100, MRR@10 and latency per search mode."""
     from ragline.evaluate.bench import render_benchmark, run_retrieval_benchmark
 
     result = run_retrieval_benchmark(beir, split=split, index_dir=index, config=_config(config),
+                                     cold_ingest=cold_ingest,
                                      progress_console=None if json_output else err_console)
     if json_output:
         typer.echo(json.dumps(result, indent=2))
@@ -257,6 +261,10 @@ def _mount_optional() -> None:
         ("ragline.evaluate.commands", "datasets_app", "typer", "datasets"),
         ("ragline.evaluate.cli", "eval_app", "typer", "eval"),
         ("ragline.evaluate.cli", "tune_app", "typer", "tune"),
+        ("ragline.answer.commands", "verify_command", "command", "verify"),
+        ("ragline.llm.models", "models_app", "typer", "models"),
+        ("ragline.llm.commands", "llm_command", "command", "llm"),
+        ("ragline.llm.commands", "ledger_app", "typer", "ledger"),
     ]
     import importlib
 
