@@ -28,7 +28,7 @@ def app() -> typer.Typer:
 
 def invoke(server: FakeOpenAIServer, *args: str) -> tuple[int, str]:
     result = CliRunner().invoke(
-        app(), ["llm", *args, "--base-url", server.base_url], env={"OPENAI_API_KEY": "test-key"}
+        app(), ["llm", *args, "--provider", "openai", "--base-url", server.base_url], env={"OPENAI_API_KEY": "test-key"}
     )
     return result.exit_code, result.stdout
 
@@ -83,7 +83,7 @@ def test_llm_call_is_recorded_in_the_ledger(openai_server: FakeOpenAIServer) -> 
 def test_llm_non_retryable_error_exits_2_with_a_message(openai_server: FakeOpenAIServer) -> None:
     openai_server.push_fault(Fault(FaultKind.UNAUTHORIZED))
     result = CliRunner().invoke(
-        app(), ["llm", "hello", "--base-url", openai_server.base_url], env={"OPENAI_API_KEY": "bad"}
+        app(), ["llm", "hello", "--provider", "openai", "--base-url", openai_server.base_url], env={"OPENAI_API_KEY": "bad"}
     )
     assert result.exit_code == 2
     assert "API key" in result.stderr

@@ -56,7 +56,7 @@ def _print_stream(llm: LLM, prompt: Any, as_json: bool, options: dict[str, Any])
 
 def llm_command(
     prompt: Annotated[str, typer.Argument(help="The prompt (one user message).")],
-    provider: Annotated[ProviderName, typer.Option(help="Which provider.")] = ProviderName.OPENAI,
+    provider: Annotated[ProviderName, typer.Option(help="Which provider.")] = ProviderName.LOCAL,
     base_url: Annotated[str | None, typer.Option(help="Server URL (openai-compatible).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default per provider).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
