@@ -25,3 +25,10 @@ def test_readme_quickstart_matches_the_example_file() -> None:
     for line in ("index = Index(\".ragline\")", "summary = index.ingest([\"docs/\"])"):
         assert line in readme
     assert "index.search(\"how are citations checked\", mode=\"hybrid\", k=5)" in example
+
+
+@pytest.mark.integration
+def test_llm_structured_example_returns_a_validated_object() -> None:
+    module = runpy.run_path(str(ROOT / "docs_src" / "llm_structured.py"))
+    city = module["main"]("local")
+    assert city.name and city.country
