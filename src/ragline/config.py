@@ -62,10 +62,10 @@ class SearchSettings(_Section):
     picked on SciFact *train* queries (see docs/benchmarks.md); never tuned on test."""
 
     mode: RetrievalMode = RetrievalMode.HYBRID
-    fusion: FusionMethod = FusionMethod.RRF
+    fusion: FusionMethod = FusionMethod.MINMAX
     rrf_k: int = Field(60, gt=0)
     alpha: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in minmax fusion")
-    depth: int = Field(100, gt=0, description="candidates taken from each retriever before fusion")
+    depth: int = Field(200, gt=0, description="candidates taken from each retriever before fusion")
     k: int = Field(10, gt=0)
 
 

@@ -20,10 +20,10 @@ from ragline.types import FusionMethod, Hit, RetrievalMode
 class SearchParams:
     mode: RetrievalMode = RetrievalMode.HYBRID
     k: int = 10
-    fusion: FusionMethod = FusionMethod.RRF
+    fusion: FusionMethod = FusionMethod.MINMAX
     rrf_k: int = 60
     alpha: float = 0.5
-    depth: int = 100
+    depth: int = 200
     where: dict[str, str] = field(default_factory=dict)
     path_prefix: str | None = None
 
