@@ -263,6 +263,8 @@ def _mount_optional() -> None:
         ("ragline.evaluate.cli", "tune_app", "typer", "tune"),
         ("ragline.answer.commands", "verify_command", "command", "verify"),
         ("ragline.llm.models", "models_app", "typer", "models"),
+        ("ragline.answer.cli", "ask_command", "command", "ask"),
+        ("ragline.answer.cli", "chat_command", "command", "chat"),
         ("ragline.llm.commands", "llm_command", "command", "llm"),
         ("ragline.llm.commands", "ledger_app", "typer", "ledger"),
     ]

@@ -1,0 +1,207 @@
+"""`ragline ask` and `ragline chat`: thin commands over `ragline.answer.pipeline.ask`.
+
+The answer goes to stdout (streamed with --stream), then the sources with their spans and each
+claim's verdict; --json prints `Answer.to_json()` only. Errors a user can fix exit with status 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from ragline.answer.chat import ChatSession, run_chat
+from ragline.answer.types import Answer
+from ragline.errors import IndexNotFound, RaglineError
+from ragline.llm import LLM
+from ragline.types import RetrievalMode
+
+IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
+ProviderOpt = Annotated[str, typer.Option(
+    help="LLM provider: local, openai, anthropic or openai-compatible.")]
+ModelOpt = Annotated[str | None, typer.Option(help="Model name (default: the provider's).")]
+BaseUrlOpt = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")]
+KOpt = Annotated[int, typer.Option("--k", "-k", help="Sources given to the model.")]
+ModeOpt = Annotated[RetrievalMode | None, typer.Option(help="bm25, dense or hybrid.")]
+StrictOpt = Annotated[bool, typer.Option(help="Abstain when any claim fails verification.")]
+ExtractiveOpt = Annotated[bool, typer.Option(help="Quote the best sentences; no generation.")]
+MinRelOpt = Annotated[float | None, typer.Option(
+    help="Abstain below this question-chunk cosine (default: the calibrated threshold).")]
+MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens the model may generate.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print Answer JSON on stdout.")]
+
+out = Console(highlight=False, soft_wrap=True)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+
+def _open_index(path: Path) -> Any:
+    if not (path / "ragline.sqlite").exists():
+        raise IndexNotFound(
+            f"no index at {path}; build one with `ragline ingest DOCS --index {path}` "
+            "or pass --index DIR"
+        )
+    from ragline.index import Index
+
+    return Index(path)
+
+
+def _llm(provider: str, model: str | None, base_url: str | None, extractive: bool) -> LLM | None:
+    """None for extractive answers and for the default local model (the pipeline starts it and
+    falls back to an extractive answer, with a note, when it cannot)."""
+    if extractive or (provider == "local" and model is None and base_url is None):
+        return None
+    return LLM(provider, model, base_url=base_url)
+
+
+def _fail(exc: RaglineError) -> typer.Exit:
+    err.print(Text.assemble(("error: ", "bold red"), str(exc)))
+    return typer.Exit(2)
+
+
+def ask_command(
+    question: Annotated[str, typer.Argument(help="The question to answer from the index.")],
+    index: IndexOpt = Path(".ragline"),
+    provider: ProviderOpt = "local",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    k: KOpt = 5,
+    mode: ModeOpt = None,
+    stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
+    strict: StrictOpt = False,
+    extractive: ExtractiveOpt = False,
+    min_relevance: MinRelOpt = None,
+    max_tokens: MaxTokensOpt = 400,
+    json_output: JsonOpt = False,
+) -> None:
+    """Answer a question from the index, with verified citations (or abstain)."""
+    llm = None
+    try:
+        idx = _open_index(index)
+        llm = _llm(provider, model, base_url, extractive)
+        streamed = _printer() if stream and not json_output else None
+        answer = idx.ask(question, llm=llm, mode=mode, k=k, strict=strict, extractive=extractive,
+                         stream=streamed, min_relevance=min_relevance, max_tokens=max_tokens)
+    except RaglineError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if llm is not None:
+            llm.close()
+    if json_output:
+        typer.echo(answer.to_json())
+        return
+    print_answer(answer, idx, streamed=streamed is not None)
+
+
+def chat_command(
+    index: IndexOpt = Path(".ragline"),
+    provider: ProviderOpt = "local",
+    model: ModelOpt = None,
+    base_url: BaseUrlOpt = None,
+    k: KOpt = 5,
+    mode: ModeOpt = None,
+    strict: StrictOpt = False,
+    extractive: ExtractiveOpt = False,
+    min_relevance: MinRelOpt = None,
+    max_tokens: MaxTokensOpt = 400,
+) -> None:
+    """Chat with the index: one question per line, follow-ups rewritten; /reset, /exit."""
+    llm = None
+    try:
+        idx = _open_index(index)
+        llm = _llm(provider, model, base_url, extractive)
+        if llm is None and not extractive:
+            llm = LLM("local")  # one server for the whole conversation
+        options = {"mode": mode, "k": k, "strict": strict, "extractive": extractive,
+                   "min_relevance": min_relevance, "max_tokens": max_tokens}
+        session = ChatSession(idx, llm=llm, options=options)
+        interactive = sys.stdin.isatty()
+        run_chat(
+            session, sys.stdin,
+            on_answer=lambda a: print_answer(a, idx, streamed=interactive),
+            stream=_printer() if interactive else None,
+            prompt=(lambda: out.print("[bold]> [/]", end="")) if interactive else (lambda: None),
+        )
+    except RaglineError as exc:
+        raise _fail(exc) from exc
+    finally:
+        if llm is not None:
+            llm.close()
+
+
+def _printer() -> Any:
+    def write(piece: str) -> None:
+        sys.stdout.write(piece)
+        sys.stdout.flush()
+
+    return write
+
+
+# ---------------------------------------------------------------- rendering
+
+
+def print_answer(answer: Answer, index: Any, *, streamed: bool = False) -> None:
+    """The answer (unless already streamed), its sources with spans, verdicts and notes."""
+    if streamed and not answer.abstained:
+        out.print()
+    else:
+        out.print(escape(answer.text))
+    if answer.abstained and answer.abstain_reason:
+        out.print(f"[yellow]abstained:[/] {escape(answer.abstain_reason)}")
+    _print_sources(answer, index)
+    _print_checks(answer)
+    for note in answer.usage.get("notes", []):
+        out.print(f"[dim]note: {escape(note)}[/]")
+    timings = " · ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in answer.timings.items())
+    out.print(f"[dim]{timings}[/]")
+
+
+def _print_sources(answer: Answer, index: Any) -> None:
+    cited = {c.number: c for c in answer.citations}
+    if not answer.sources:
+        return
+    out.print("\n[bold]Sources[/]")
+    for source in answer.sources:
+        number = int(source["number"])
+        mark = "*" if number in cited else " "
+        heading = " > ".join(source.get("heading_path") or [])
+        out.print(escape(f"{mark}[{number}] ") + f"[cyan]{escape(source['doc_id'])}[/] chars "
+                  f"{source['start']}-{source['end']}"
+                  + (f" [magenta]{escape(heading)}[/]" if heading else ""))
+        quote = _quote(cited.get(number), index)
+        if quote:
+            out.print(escape(f"      \u201c{quote}"))
+
+
+def _quote(citation: Any, index: Any) -> str:
+    if citation is None or citation.quote_start is None or citation.quote_end is None:
+        return ""
+    document = index.get_document(citation.doc_id)
+    if document is None:
+        return ""
+    text = " ".join(document.text[citation.quote_start:citation.quote_end].split())
+    more = "…" if len(text) > 200 else ""
+    return f"{text[:200]}{more}\u201d (chars {citation.quote_start}-{citation.quote_end})"
+
+
+def _print_checks(answer: Answer) -> None:
+    if not answer.checks:
+        return
+    table = Table(title="Claims", show_lines=False)
+    for column in ("claim", "cites", "verdict", "support", "reason"):
+        table.add_column(column)
+    for check in answer.checks:
+        style = "red" if check.flagged else "green"
+        table.add_row(
+            escape(" ".join(check.sentence.split())[:120]), escape(", ".join(f"[{n}]" for n in check.cited) or "-"),
+            f"[{style}]{check.verdict.value}[/]", f"{check.support_score:.2f}",
+            escape(check.reason[:100]),
+        )
+    out.print(table)
+    flagged = sum(c.flagged for c in answer.checks)
+    out.print(f"{len(answer.checks)} claim(s), {flagged} flagged")

@@ -1,0 +1,105 @@
+"""The retrieval-relevance gate of `ask` and its calibration (ragline.answer.abstention)."""
+
+from __future__ import annotations
+
+import pytest
+
+from ragline.answer.abstention import (
+    Calibration,
+    best_relevance,
+    default_calibration,
+    fit_threshold,
+    parse_calibration,
+    rates,
+    relevance_gate,
+)
+from ragline.embed.base import Embedder
+from ragline.errors import ConfigError
+from ragline.types import Chunk, Hit
+
+
+def hit(text: str, dense: float | None = None, number: int = 1) -> Hit:
+    chunk = Chunk(f"c{number}", f"d{number}", 0, text, 0, len(text))
+    return Hit(chunk, 1.0, number, dense_score=dense, dense_rank=1 if dense is not None else None)
+
+
+def test_fit_threshold_separates_disjoint_scores_at_the_gap() -> None:
+    threshold = fit_threshold([0.6, 0.7, 0.8], [0.1, 0.2, 0.3])
+    assert 0.3 < threshold < 0.6
+    assert rates([0.6, 0.7, 0.8], [0.1, 0.2, 0.3], threshold)["accuracy"] == 1.0
+
+
+def test_fit_threshold_maximises_balanced_accuracy_on_overlap() -> None:
+    positives = [0.40, 0.50, 0.55, 0.60, 0.70]
+    negatives = [0.20, 0.30, 0.45, 0.52]
+    threshold = fit_threshold(positives, negatives)
+    best = rates(positives, negatives, threshold)["accuracy"]
+    for other in (0.25, 0.35, 0.48, 0.53, 0.65):
+        assert rates(positives, negatives, other)["accuracy"] <= best
+
+
+def test_fit_threshold_needs_both_classes() -> None:
+    with pytest.raises(ConfigError, match="both"):
+        fit_threshold([0.5], [])
+
+
+def test_rates_count_false_abstentions_and_false_answers() -> None:
+    r = rates([0.2, 0.8], [0.1, 0.9], 0.5)
+    assert r == {"n_answerable": 2, "n_unanswerable": 2, "accuracy": 0.5,
+                 "false_abstain_rate": 0.5, "false_answer_rate": 0.5}
+
+
+def test_best_relevance_uses_dense_scores_when_the_dense_retriever_found_the_chunk(
+    embedder: Embedder,
+) -> None:
+    hits = [hit("anything", 0.42, 1), hit("else", 0.61, 2)]
+    assert best_relevance("q", hits, embedder) == pytest.approx(0.61)
+
+
+def test_best_relevance_embeds_chunks_the_dense_retriever_did_not_score(
+    embedder: Embedder,
+) -> None:
+    on_topic = best_relevance("How tall is the Eiffel Tower?",
+                              [hit("The Eiffel Tower is 330 metres tall.")], embedder)
+    off_topic = best_relevance("How tall is the Eiffel Tower?",
+                               [hit("Mitochondria produce ATP in cells.")], embedder)
+    assert on_topic > 0.5 > off_topic
+
+
+def test_best_relevance_without_hits_is_zero(embedder: Embedder) -> None:
+    assert best_relevance("q", [], embedder) == 0.0
+
+
+def test_explicit_min_relevance_overrides_the_calibration(embedder: Embedder) -> None:
+    gate = relevance_gate("q", [hit("x", 0.3)], embedder, min_relevance=0.5)
+    assert (gate.source, gate.passes) == ("override", False)
+    assert "0.300" in gate.reason() and "0.500" in gate.reason()
+
+
+def test_calibrated_threshold_applies_only_to_its_embedder(embedder: Embedder) -> None:
+    mine = Calibration(0.4, embedder.model_id, "cosine", {})
+    other = Calibration(0.4, "some/other-model", "cosine", {})
+    assert relevance_gate("q", [hit("x", 0.3)], embedder, calibration=mine).passes is False
+    gate = relevance_gate("q", [hit("x", 0.3)], embedder, calibration=other)
+    assert gate.source == "uncalibrated" and gate.passes
+
+
+def test_min_relevance_must_be_a_cosine(embedder: Embedder) -> None:
+    with pytest.raises(ConfigError, match="cosine"):
+        relevance_gate("q", [hit("x", 0.3)], embedder, min_relevance=3.0)
+
+
+def test_malformed_calibration_names_what_to_rerun() -> None:
+    with pytest.raises(ConfigError, match="calibrate_abstention"):
+        parse_calibration({"embedder": "x"})
+
+
+def test_shipped_calibration_has_provenance_and_held_out_figures(embedder: Embedder) -> None:
+    calibration = default_calibration()
+    assert 0.0 < calibration.threshold < 1.0
+    assert calibration.applies_to(embedder.model_id)
+    provenance = calibration.provenance
+    assert {"date", "datasets", "held_out", "calibration", "command"} <= provenance.keys()
+    held = provenance["held_out"]
+    assert held["n_answerable"] > 100 and held["n_unanswerable"] > 100
+    assert 0.0 <= held["false_answer_rate"] <= 1.0
