@@ -42,6 +42,7 @@ from ragline.llm.types import (
     ProviderName,
     RawResult,
     Request,
+    Role,
     StreamEvent,
     StreamEventKind,
     ToolSpec,
@@ -53,7 +54,7 @@ DEFAULT_MODELS = {
     ProviderName.ANTHROPIC: "claude-haiku-4-5",
 }
 _OPTION_NAMES = frozenset(f.name for f in fields(CallOptions))
-Messages = str | Message | Sequence[Message]
+Messages = str | Message | Sequence[Message | dict[str, str]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,7 +79,16 @@ def as_messages(messages: Messages) -> tuple[Message, ...]:
         return (Message.user(messages),)
     if isinstance(messages, Message):
         return (messages,)
-    return tuple(messages)
+    return tuple(m if isinstance(m, Message) else _from_dict(m) for m in messages)
+
+
+def _from_dict(message: Any) -> Message:
+    """An OpenAI-style {"role": ..., "content": ...} dict, the shape most users already have."""
+    if not isinstance(message, dict) or "role" not in message or "content" not in message:
+        raise LLMConfigError(
+            f"a message must be a Message or a dict with 'role' and 'content', got {message!r}"
+        )
+    return Message(Role(message["role"]), str(message["content"]))
 
 
 @dataclass

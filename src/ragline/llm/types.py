@@ -69,6 +69,10 @@ class Message:
     tool_call_id: str | None = None
     cache: bool = False
 
+    def __post_init__(self) -> None:
+        if not isinstance(self.role, Role):  # accept "user" as well as Role.USER
+            object.__setattr__(self, "role", Role(self.role))
+
     @classmethod
     def system(cls, content: str, *, cache: bool = False) -> Message:
         return cls(Role.SYSTEM, content, cache=cache)
