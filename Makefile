@@ -19,10 +19,18 @@ $(STAMP): pyproject.toml Makefile
 install: $(STAMP)
 
 demo: install
+	@echo "== ingest this project's docs/ and README into $(DEMO_INDEX)"
 	$(BIN)/ragline ingest docs README.md --index $(DEMO_INDEX) --prune
+	@echo "== search: hybrid (BM25 + dense), then keyword only"
 	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
-	$(BIN)/ragline search "what happens when an ingest is interrupted" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
+	@echo "== ask: the embedded local model (SmolLM2-135M via llama.cpp); every claim is verified"
+	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --stream
+	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --stream
+	@echo "== ask --extractive: the best-supported source sentences, no generation"
+	$(BIN)/ragline ask "Where does ragline keep its embedding cache?" --index $(DEMO_INDEX) --extractive
+	@echo "== a question the documents cannot answer: ragline abstains"
+	$(BIN)/ragline ask "What is the boiling point of tungsten?" --index $(DEMO_INDEX)
 
 test: install
 	$(BIN)/python -m pytest -q
