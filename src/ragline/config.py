@@ -16,6 +16,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from ragline.embed.base import Embedder
 from ragline.errors import ConfigError
 from ragline.types import FusionMethod, RetrievalMode
 
@@ -48,6 +49,24 @@ class EmbedderSettings(_Section):
     threads: int | None = Field(None, gt=0)
     batch_size: int = Field(32, gt=0)
     cache: bool = True
+
+    def build(self, *, cache_queries: bool = True) -> Embedder:
+        """The configured embedder (cached by content hash when `cache`).
+
+        `cache_queries=False` keeps query embeddings out of the cache, so search latency
+        measured with it includes embedding the query.
+        """
+        from ragline.embed.cache import CachedEmbedder
+        from ragline.embed.factory import EmbedderConfig, build_embedder
+
+        embedder = build_embedder(EmbedderConfig(
+            provider=self.provider, model=self.model, base_url=self.base_url,
+            api_key_env=self.api_key_env, threads=self.threads, batch_size=self.batch_size,
+            cache=self.cache,
+        ))
+        if isinstance(embedder, CachedEmbedder):
+            embedder.cache_queries = cache_queries
+        return embedder
 
 
 class BM25Settings(_Section):

@@ -14,7 +14,6 @@ from filelock import FileLock, Timeout
 
 from ragline.config import RaglineConfig, parse_config
 from ragline.embed.base import Embedder
-from ragline.embed.factory import EmbedderConfig, build_embedder
 from ragline.errors import IndexLocked
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.search import SearchParams, candidate_lists, search
@@ -79,12 +78,7 @@ class Index:
     @property
     def embedder(self) -> Embedder:
         if self._embedder is None:
-            settings = self.config.embedder
-            self._embedder = build_embedder(EmbedderConfig(
-                provider=settings.provider, model=settings.model, base_url=settings.base_url,
-                api_key_env=settings.api_key_env, threads=settings.threads,
-                batch_size=settings.batch_size, cache=settings.cache,
-            ))
+            self._embedder = self.config.embedder.build()
         return self._embedder
 
     def _settings_fingerprint(self) -> str:
@@ -198,6 +192,14 @@ class Index:
                 bm25=BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords, stemmer=b.stemmer),
             )
         return self._derived
+
+    # -- answers ----------------------------------------------------------------------------
+
+    def ask(self, question: str, **options: Any) -> Any:
+        """Answer `question` from this index with verified citations (see `ragline.answer.pipeline.ask`)."""
+        from ragline.answer.pipeline import ask
+
+        return ask(self, question, **options)
 
     # -- lookups ----------------------------------------------------------------------------
 

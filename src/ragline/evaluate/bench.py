@@ -16,7 +16,6 @@ from rich.table import Table
 from ragline.config import RaglineConfig
 from ragline.embed.base import Embedder
 from ragline.embed.cache import CachedEmbedder
-from ragline.embed.factory import EmbedderConfig, build_embedder
 from ragline.evaluate.datasets import BeirDataset, load_beir
 from ragline.evaluate.metrics import evaluate_run, latency_summary, parse_measures, run_from_hits
 from ragline.index import Index
@@ -33,17 +32,6 @@ BEIR_CHUNKING = {"strategy": "record", "record_max_tokens": 100_000}
 def benchmark_config(config: RaglineConfig | None) -> RaglineConfig:
     base = config or RaglineConfig()
     return base.merged({"chunking": BEIR_CHUNKING})
-
-
-def embedder_for(config: RaglineConfig, *, cache_queries: bool) -> Embedder:
-    s = config.embedder
-    embedder = build_embedder(EmbedderConfig(
-        provider=s.provider, model=s.model, base_url=s.base_url, api_key_env=s.api_key_env,
-        threads=s.threads, batch_size=s.batch_size, cache=s.cache,
-    ))
-    if isinstance(embedder, CachedEmbedder):
-        embedder.cache_queries = cache_queries
-    return embedder
 
 
 def default_bench_index(dataset: BeirDataset, config: RaglineConfig) -> Path:
@@ -67,7 +55,7 @@ def run_retrieval_benchmark(
     dataset = load_beir(beir, split=split)
     cfg = benchmark_config(config)
     say = progress_console.print if progress_console else (lambda *a, **k: None)
-    embedder = embedder_for(cfg, cache_queries=False)
+    embedder = cfg.embedder.build(cache_queries=False)
     result: dict[str, Any] = {
         "dataset": dataset.name, "split": split, "queries": len(dataset.queries),
         "dataset_hash": dataset.hash, "embedder": embedder.model_id,

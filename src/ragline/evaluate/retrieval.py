@@ -14,8 +14,6 @@ from pathlib import Path
 from typing import Any
 
 from ragline.config import RaglineConfig
-from ragline.embed.cache import CachedEmbedder
-from ragline.embed.factory import EmbedderConfig, build_embedder
 from ragline.errors import DatasetError
 from ragline.evaluate.datasets import (
     RetrievalDataset,
@@ -58,15 +56,8 @@ def index_for(dataset: RetrievalDataset, config: RaglineConfig, *, cache_queries
     folder = (root or ragline_home() / "eval-index") / (
         f"{dataset.name}-{config.fingerprint('chunking', 'embedder')}"
     )
-    s = config.embedder
-    embedder = build_embedder(EmbedderConfig(
-        provider=s.provider, model=s.model, base_url=s.base_url, api_key_env=s.api_key_env,
-        threads=s.threads, batch_size=s.batch_size, cache=s.cache,
-    ))
-    if isinstance(embedder, CachedEmbedder):
-        # Query embeddings are timed as part of search latency, so they are not cached.
-        embedder.cache_queries = cache_queries
-    return Index(folder, config, embedder=embedder)
+    # Query embeddings are timed as part of search latency, so by default they are not cached.
+    return Index(folder, config, embedder=config.embedder.build(cache_queries=cache_queries))
 
 
 @dataclass
