@@ -25,8 +25,8 @@ demo: install
 	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
 	@echo "== ask: the embedded local model (SmolLM2-135M via llama.cpp); every claim is verified"
-	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --stream
-	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --stream
+	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
+	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	@echo "== ask --extractive: the best-supported source sentences, no generation"
 	$(BIN)/ragline ask "Where does ragline keep its embedding cache?" --index $(DEMO_INDEX) --extractive
 	@echo "== a question the documents cannot answer: ragline abstains"

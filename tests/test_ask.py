@@ -138,10 +138,15 @@ def test_answer_without_citations_is_flagged_per_claim(
     docs_index: Index, server: FakeOpenAIServer
 ) -> None:
     server.push_reply(reply({"text": "The Eiffel Tower was completed in 1889.", "sources": []},
-                            {"text": "It is in Paris.", "sources": []}))
+                            {"text": "It was painted bright green in 1999.", "sources": []}))
     answer = ask(docs_index, "When was the Eiffel Tower completed?", llm=fake_llm(server))
-    assert [c.verdict for c in answer.checks] == [ClaimVerdict.NO_CITATION] * 2
-    assert answer.citations == [] and not answer.abstained
+    supported, invented = answer.checks
+    # A supported sentence is cited by the verifier, and marked as such; an invented one stays
+    # flagged with no citation. Neither is presented as the model's own citation.
+    assert supported.verdict is ClaimVerdict.ATTRIBUTED
+    assert "the model cited no source" in supported.reason
+    assert invented.verdict is ClaimVerdict.NO_CITATION and invented.flagged
+    assert not answer.abstained
 
 
 def test_citation_of_a_source_that_does_not_exist_is_flagged(
@@ -221,7 +226,7 @@ def test_small_models_get_the_plain_text_prompt(
     server.push_reply(Reply(text="The Eiffel Tower was completed in 1889 [1]."))
     answer = ask(docs_index, "When was the Eiffel Tower completed?",
                  llm=fake_llm(server, model="smollm2-135m"))
-    assert answer.usage["prompt"] == "answer_text.v1"
+    assert answer.usage["prompt"].startswith("answer_text.v")
     assert answer.usage["generation"] == "text"
 
 

@@ -463,3 +463,19 @@ def test_real_embedder_supports_paraphrase_and_rejects_other_topic() -> None:
     )
     assert para.verdict is ClaimVerdict.SUPPORTED
     assert off.verdict is ClaimVerdict.MISATTRIBUTED
+
+
+def test_uncited_sentence_is_attributed_only_when_a_source_supports_it(
+    embedder: Embedder,
+) -> None:
+    from ragline.answer.verify import attribute_uncited
+
+    sentences = [
+        CitedSentence(text="She was Hollywood's number one box-office draw from 1935 to 1938.",
+                      sources=[]),
+        CitedSentence(text="She won four Olympic medals in swimming.", sources=[]),
+    ]
+    checks = verify_answer(sentences, SOURCES, embedder=embedder)
+    cited, rechecked = attribute_uncited(sentences, checks, SOURCES, embedder=embedder)
+    assert rechecked[0].verdict is ClaimVerdict.ATTRIBUTED and cited[0].sources == [1]
+    assert rechecked[1].verdict is ClaimVerdict.NO_CITATION and cited[1].sources == []

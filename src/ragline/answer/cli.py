@@ -17,7 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragline.answer.chat import ChatSession, run_chat
-from ragline.answer.types import Answer
+from ragline.answer.types import Answer, ClaimVerdict
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.llm import LLM
 from ragline.types import RetrievalMode
@@ -196,7 +196,8 @@ def _print_checks(answer: Answer) -> None:
     for column in ("claim", "cites", "verdict", "support", "reason"):
         table.add_column(column)
     for check in answer.checks:
-        style = "red" if check.flagged else "green"
+        style = "red" if check.flagged else (
+            "yellow" if check.verdict is ClaimVerdict.ATTRIBUTED else "green")
         table.add_row(
             escape(" ".join(check.sentence.split())[:120]), escape(", ".join(f"[{n}]" for n in check.cited) or "-"),
             f"[{style}]{check.verdict.value}[/]", f"{check.support_score:.2f}",

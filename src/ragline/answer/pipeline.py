@@ -47,7 +47,7 @@ from ragline.answer.prompts import (
     source_style,
 )
 from ragline.answer.types import Answer, Citation, CitedSentence, ClaimCheck, GeneratedAnswer
-from ragline.answer.verify import Judge, abstain_if_unsupported, verify_answer
+from ragline.answer.verify import Judge, abstain_if_unsupported, attribute_uncited, verify_answer
 from ragline.errors import ConfigError, EmptyQuery, RaglineError
 from ragline.llm import LLM, Completion, Message, Role, StreamEventKind, StructuredOutputError
 from ragline.llm.models import LocalModelError
@@ -358,6 +358,7 @@ def _generate(
     sentences = _dedupe(generated.sentences, run)
     sources = {n: g.check_text for n, g in enumerate(guarded, 1)}
     checks = verify_answer(sentences, sources, embedder=index.embedder, judge=judge)
+    sentences, checks = attribute_uncited(sentences, checks, sources, embedder=index.embedder)
     run.lap("verify_s", lap)
     text = generated.text if mode is GenerationMode.TEXT else _with_markers(sentences)
     return Answer(question=question, text=text, sentences=sentences,

@@ -62,11 +62,15 @@ class ClaimVerdict(enum.StrEnum):
     MISATTRIBUTED = "misattributed"
     NO_CITATION = "no_citation"
     INVALID_SOURCE = "invalid_source"
+    # The model cited nothing, but the verifier found a source that supports the sentence and
+    # cites it instead. Shown as such: the citation is the verifier's, not the model's.
+    ATTRIBUTED = "attributed"
 
     @property
     def is_problem(self) -> bool:
         """True for verdicts that flag the claim (PARTIALLY_SUPPORTED is a warning, not a flag)."""
-        return self not in (ClaimVerdict.SUPPORTED, ClaimVerdict.PARTIALLY_SUPPORTED)
+        return self not in (ClaimVerdict.SUPPORTED, ClaimVerdict.PARTIALLY_SUPPORTED,
+                            ClaimVerdict.ATTRIBUTED)
 
 
 class JudgeLabel(enum.StrEnum):

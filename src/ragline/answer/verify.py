@@ -390,6 +390,37 @@ def _fmt(numbers: Sequence[int]) -> str:
 # ---------------------------------------------------------------- whole answers
 
 
+def attribute_uncited(
+    sentences: Sequence[CitedSentence],
+    checks: Sequence[ClaimCheck],
+    sources: Mapping[int, str],
+    *,
+    embedder: Embedder,
+    thresholds: Thresholds = DEFAULT_THRESHOLDS,
+) -> tuple[list[CitedSentence], list[ClaimCheck]]:
+    """Cite, for each sentence the model left uncited, the source the verifier found supporting it.
+
+    Small models often answer from the sources without writing [n] markers. A sentence with no
+    citation whose best supporting source passes the full check (quote, numbers, names,
+    semantic support) becomes ATTRIBUTED to that source; anything else keeps NO_CITATION.
+    """
+    out_sentences, out_checks = list(sentences), list(checks)
+    for i, (sentence, check) in enumerate(zip(sentences, checks, strict=True)):
+        if check.verdict is not ClaimVerdict.NO_CITATION or not check.supported_by:
+            continue
+        number = check.supported_by[0]
+        cited = sentence.model_copy(update={"sources": [number]})
+        recheck = verify_claim(cited.text, {number: sources[number]}, other_texts=sources,
+                               embedder=embedder, thresholds=thresholds, cited=[number])
+        if recheck.verdict is ClaimVerdict.SUPPORTED:
+            out_sentences[i] = cited
+            out_checks[i] = recheck.model_copy(update={
+                "verdict": ClaimVerdict.ATTRIBUTED,
+                "reason": f"the model cited no source; the verifier attributed it to [{number}]",
+            })
+    return out_sentences, out_checks
+
+
 def verify_answer(
     sentences: Sequence[CitedSentence],
     sources: Mapping[int, str],
