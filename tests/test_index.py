@@ -197,3 +197,52 @@ def test_jsonl_records_become_documents_with_their_ids(index: Index, tmp_path: P
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     index.ingest(path)
     assert index.search("blood sugar", k=1)[0].chunk.doc_id == "b2"
+
+
+def test_a_document_id_claimed_by_another_file_is_refused_not_overwritten(
+    index: Index, tmp_path: Path
+) -> None:
+    root = tmp_path / "records"
+    root.mkdir()
+    (root / "one.jsonl").write_text(json.dumps({"_id": "a", "text": "apples are red"}) + "\n")
+    (root / "two.jsonl").write_text(json.dumps({"_id": "a", "text": "bananas are yellow"}) + "\n")
+    summary = index.ingest(root)
+    assert summary.added == 1
+    assert [f.reason for f in summary.failures] == ["duplicate_id"]
+    doc = index.get_document("a")
+    assert doc is not None and doc.text == "apples are red"
+    (root / "two.jsonl").unlink()
+    assert index.ingest(root, prune=True).removed == 0
+    assert index.get_document("a") is not None
+
+
+def test_a_fixed_record_clears_its_recorded_failure(index: Index, tmp_path: Path) -> None:
+    path = tmp_path / "c.jsonl"
+    path.write_text('{"_id": "x", "text": "fine"}\n{not json\n')
+    assert index.ingest(path).failed == 1
+    assert index.stats()["failures"] == 1
+    path.write_text('{"_id": "x", "text": "fine"}\n{"_id": "y", "text": "fixed"}\n')
+    index.ingest(path)
+    assert index.stats()["failures"] == 0
+
+
+def test_a_file_that_is_not_an_index_gives_a_clear_error(tmp_path: Path) -> None:
+    folder = tmp_path / "ix"
+    folder.mkdir()
+    (folder / "ragline.sqlite").write_bytes(b"this is not sqlite at all" * 100)
+    with pytest.raises(IndexVersionError, match="not a ragline index"):
+        Index(folder).search("x")
+
+
+def test_searching_or_ingesting_with_another_embedder_is_refused(
+    index: Index, corpus: Path
+) -> None:
+    from ragline.embed.onnx import OnnxEmbedder
+    from ragline.errors import ConfigError
+
+    index.ingest(corpus)
+    other = Index(index.path, embedder=OnnxEmbedder(threads=1, max_tokens=128))
+    with pytest.raises(ConfigError, match="was embedded with"):
+        other.search("planet")
+    with pytest.raises(ConfigError, match="new --index folder"):
+        other.ingest(corpus)

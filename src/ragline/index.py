@@ -14,7 +14,7 @@ from filelock import FileLock, Timeout
 
 from ragline.config import RaglineConfig, parse_config
 from ragline.embed.base import Embedder
-from ragline.errors import IndexLocked
+from ragline.errors import ConfigError, IndexLocked
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.search import SearchParams, candidate_lists, search
 from ragline.store.derived import DerivedIndex, load_or_build
@@ -115,7 +115,9 @@ class Index:
     def _ingestor(self, progress: IngestProgress | None) -> Ingestor:
         store = self._open(create=True)
         config = self.config
+        self._check_embedder(store)
         store.set_meta("config", config.model_dump_json())
+        store.set_meta("embedder", self.embedder.model_id)
         c = config.chunking
         return Ingestor(
             store, self.embedder,
@@ -170,20 +172,32 @@ class Index:
         lists = candidate_lists(query, params, derived, self._open(create=False), self.embedder)
         if self._row_docs is None or len(self._row_docs) != derived.size:
             by_rowid = self._open(create=False).doc_ids_by_rowid()
-            self._row_docs = [by_rowid[int(r)] for r in derived.rowids]
+            self._row_docs = [by_rowid.get(int(r), "") for r in derived.rowids]
         out: dict[str, list[tuple[str, float]]] = {}
         for name, rows in lists.items():
             seen: set[str] = set()
             out[name] = []
             for row, score in rows:
                 doc_id = self._row_docs[row]
-                if doc_id not in seen:
+                if doc_id and doc_id not in seen:  # "": deleted since the index was built
                     seen.add(doc_id)
                     out[name].append((doc_id, score))
         return out
 
+    def _check_embedder(self, store: SQLiteStore) -> None:
+        """Query vectors must come from the model that embedded the chunks."""
+        built_with = store.get_meta("embedder")
+        if built_with is not None and built_with != self.embedder.model_id and store.count_chunks():
+            raise ConfigError(
+                f"the index at {self.path} was embedded with {built_with}, but the configured "
+                f"embedder is {self.embedder.model_id}; search without --config (the index "
+                "remembers its own), or ingest into a new --index folder"
+            )
+
     def _derived_index(self) -> DerivedIndex:
         store = self._open(create=False)
+        if self._derived is None:
+            self._check_embedder(store)
         if self._derived is None or self._derived.generation != store.generation:
             self._row_docs = None
             b = self.config.bm25

@@ -101,6 +101,7 @@ class Ingestor:
         self._pending: list[tuple[Document, list[Chunk]]] = []
         self._pending_files: list[tuple[str, FileState]] = []
         self._pending_chunks = 0
+        self._owners: dict[str, str | None] = {}  # doc id -> the source it came from in this run
 
     # -- entry points -------------------------------------------------------------------------
 
@@ -153,6 +154,7 @@ class Ingestor:
             self.summary.unchanged += len(state.doc_ids)
             self._advance(1, len(state.doc_ids), 0)
             return
+        self.store.clear_failures(key)
         with _Timer(self.summary, "load"):
             try:
                 result = load_file_report(path, root=id_root, max_file_bytes=self.max_file_bytes)
@@ -160,10 +162,12 @@ class Ingestor:
                 self._fail(key, exc.reason, exc.message)
                 self._advance(1, 0, 0)
                 return
-        for problem in result.problems:
-            self._fail(problem.path, problem.reason, problem.message)
-        ids = [doc.id for doc in result.documents]
-        self._queue_documents(result.documents)
+        for problem in result.problems:  # per-record problems are named "rel/path:LINE"
+            line = problem.path.rpartition(":")[2]
+            where = f"{key}:{line}" if line.isdigit() else key
+            self._fail(where, problem.reason, problem.message)
+        refused = self._queue_documents(result.documents)
+        ids = [doc.id for doc in result.documents if doc.id not in refused]
         if state is not None:
             gone = set(state.doc_ids) - set(ids)
             with _Timer(self.summary, "store"):
@@ -191,14 +195,25 @@ class Ingestor:
 
     # -- documents --------------------------------------------------------------------------
 
-    def _queue_documents(self, documents: Sequence[Document]) -> None:
+    def _queue_documents(self, documents: Sequence[Document]) -> set[str]:
+        """Queue changed documents for embedding; returns the ids refused as duplicates."""
+        refused: set[str] = set()
         if not documents:
-            return
-        stored = self.store.document_hashes([d.id for d in documents])
+            return refused
+        stored = self.store.document_states([d.id for d in documents])
         changed = []
         for doc in documents:
             previous = stored.get(doc.id)
-            if previous == (doc.content_hash, self.settings):
+            owner = self._owners.setdefault(doc.id, doc.source_path)
+            if previous is not None and previous[2] != doc.source_path and _exists(previous[2]):
+                owner = previous[2]
+            if owner != doc.source_path:
+                self._fail(doc.source_path or doc.id, "duplicate_id",
+                           f"document id {doc.id!r} already comes from {owner}; ids must be "
+                           "unique across the index (rename the file or the record's _id)")
+                refused.add(doc.id)
+                continue
+            if previous is not None and previous[:2] == (doc.content_hash, self.settings):
                 self.summary.unchanged += 1
                 self._advance(0, 1, 0)
             else:
@@ -214,6 +229,7 @@ class Ingestor:
             self._pending_chunks += len(chunks)
             if self._pending_chunks >= BATCH_CHUNKS:
                 self._flush()
+        return refused
 
     def _flush(self) -> None:
         if not self._pending and not self._pending_files:
@@ -239,6 +255,10 @@ class Ingestor:
     def _advance(self, files: int, documents: int, chunks: int) -> None:
         if self.progress:
             self.progress.advance(files, documents, chunks)
+
+
+def _exists(path: str | None) -> bool:
+    return path is not None and Path(path).exists()
 
 
 def _resolve(path: Path) -> Path:

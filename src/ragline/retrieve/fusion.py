@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import TypeVar
 
-K = TypeVar("K", bound=Hashable)
+K = TypeVar("K", int, str)
 Ranked = Sequence[tuple[K, float]]
 
 
@@ -40,4 +40,4 @@ def minmax_fusion(lists: Mapping[str, Ranked[K]], weights: Mapping[str, float]) 
 
 def top(fused: Mapping[K, float], k: int) -> list[tuple[K, float]]:
     """The k best keys, by score descending, ties broken by key for determinism."""
-    return sorted(fused.items(), key=lambda item: (-item[1], str(item[0])))[:k]
+    return sorted(fused.items(), key=lambda item: (-item[1], item[0]))[:k]

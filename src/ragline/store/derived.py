@@ -57,15 +57,18 @@ def load_or_build(store: SQLiteStore, *, dim: int, bm25: BM25Config) -> DerivedI
     generation = store.generation
     folder = _folder(store.index_dir, generation)
     if _is_complete(folder, bm25):
-        return _load(folder, generation)
+        try:
+            return _load(folder, generation)
+        except FileNotFoundError:  # removed by a newer ingest's rebuild; take the locked path
+            pass
     (store.index_dir / "derived").mkdir(parents=True, exist_ok=True)
     with FileLock(str(store.index_dir / "derived" / "build.lock"), timeout=600):
         generation, rowids, matrix, texts = store.chunk_snapshot(dim)
         folder = _folder(store.index_dir, generation)
         if not _is_complete(folder, bm25):
             _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
-        _remove_stale(store.index_dir, keep=folder)
-    return _load(folder, generation)
+        _remove_stale(store.index_dir, keep=generation)
+        return _load(folder, generation)
 
 
 def _is_complete(folder: Path, bm25: BM25Config) -> bool:
@@ -92,8 +95,10 @@ def _build(
             BM25Index.build(texts, bm25).save(tmp / "bm25")
         (tmp / "info.json").write_text(json.dumps({"rows": len(texts), "dim": dim,
                                                    "bm25": asdict(bm25)}))
-        if folder.exists():
-            shutil.rmtree(folder)
+        if folder.exists():  # a half-built or other-settings folder of this generation
+            stale = folder.with_name(f".stale-{folder.name}-{os.getpid()}")
+            os.replace(folder, stale)
+            shutil.rmtree(stale, ignore_errors=True)
         os.replace(tmp, folder)
     finally:
         if tmp.exists():
@@ -107,7 +112,10 @@ def _load(folder: Path, generation: int) -> DerivedIndex:
     return DerivedIndex(generation, rowids, bm25, VectorIndex(np.asarray(matrix)))
 
 
-def _remove_stale(index_dir: Path, *, keep: Path) -> None:
+def _remove_stale(index_dir: Path, *, keep: int) -> None:
+    """Remove generations older than the previous one: a search that just picked the previous
+    generation may still be loading it."""
     for old in (index_dir / "derived").glob("g*"):
-        if old != keep and old.is_dir():
+        number = old.name[1:]
+        if old.is_dir() and number.isdigit() and int(number) < keep - 1:
             shutil.rmtree(old, ignore_errors=True)

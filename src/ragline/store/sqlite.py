@@ -105,11 +105,20 @@ class SQLiteStore:
             index_dir.mkdir(parents=True, exist_ok=True)
         self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
                                      check_same_thread=False)
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA synchronous=NORMAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
-        self._conn.execute("PRAGMA busy_timeout=60000")
-        self._init_schema()
+        try:
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+            self._conn.execute("PRAGMA foreign_keys=ON")
+            self._conn.execute("PRAGMA busy_timeout=60000")
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            self._conn.close()
+            raise IndexVersionError(
+                f"{self.path} is not a ragline index ({exc}); point --index at another folder"
+            ) from exc
+        except BaseException:
+            self._conn.close()
+            raise
 
     # -- schema -----------------------------------------------------------------------------
 
@@ -218,7 +227,6 @@ class SQLiteStore:
             "INSERT OR REPLACE INTO files(path, size, mtime_ns, settings, doc_ids) VALUES (?,?,?,?,?)",
             (path, state.size, state.mtime_ns, state.settings, json.dumps(list(state.doc_ids))),
         )
-        conn.execute("DELETE FROM failures WHERE path=?", (path,))
 
     def delete_documents(self, doc_ids: Iterable[str]) -> int:
         ids = list(doc_ids)
@@ -234,7 +242,12 @@ class SQLiteStore:
         with self.transaction() as conn:
             for path in paths:
                 conn.execute("DELETE FROM files WHERE path=?", (path,))
-                conn.execute("DELETE FROM failures WHERE path=?", (path,))
+                _clear_failures(conn, path)
+
+    def clear_failures(self, path: str) -> None:
+        """Forget a file's recorded failures (before it is read again)."""
+        with self.transaction() as conn:
+            _clear_failures(conn, path)
 
     def record_failure(self, path: str, reason: str, message: str) -> None:
         with self.transaction() as conn:
@@ -261,16 +274,17 @@ class SQLiteStore:
         ).fetchall()
         return [str(r[0]) for r in rows]
 
-    def document_hashes(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, str]]:
-        """doc id -> (content hash, settings fingerprint) for the ids that are stored."""
-        out: dict[str, tuple[str, str]] = {}
+    def document_states(self, doc_ids: Sequence[str]) -> dict[str, tuple[str, str, str | None]]:
+        """doc id -> (content hash, settings fingerprint, source path) for the stored ids."""
+        out: dict[str, tuple[str, str, str | None]] = {}
         for start in range(0, len(doc_ids), 500):
             part = list(doc_ids[start:start + 500])
             marks = ",".join("?" * len(part))
             for row in self._conn.execute(
-                f"SELECT id, content_hash, settings FROM documents WHERE id IN ({marks})", part
+                f"SELECT id, content_hash, settings, source_path FROM documents"
+                f" WHERE id IN ({marks})", part
             ):
-                out[str(row[0])] = (str(row[1]), str(row[2]))
+                out[str(row[0])] = (str(row[1]), str(row[2]), row[3])
         return out
 
     def document_ids_for_path(self, source_path: str) -> list[str]:
@@ -375,6 +389,12 @@ class SQLiteStore:
     def failures(self) -> list[tuple[str, str, str]]:
         rows = self._conn.execute("SELECT path, reason, message FROM failures ORDER BY path")
         return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def _clear_failures(conn: sqlite3.Connection, path: str) -> None:
+    """Clear a file's own failure and those of its records ("path:LINE") together."""
+    conn.execute("DELETE FROM failures WHERE path = ? OR substr(path, 1, ?) = ?",
+                 (path, len(path) + 1, path + ":"))
 
 
 _FILTER_COLUMNS = {
