@@ -162,27 +162,22 @@ class Index:
 
     def candidates(
         self, query: str, *, mode: RetrievalMode | str = RetrievalMode.HYBRID, depth: int = 100
-    ) -> dict[str, list[tuple[str, float]]]:
-        """Each retriever's ranked (doc id, score) candidates before fusion, for tuning sweeps.
+    ) -> dict[str, list[tuple[int, float]]]:
+        """Each retriever's ranked (row, score) chunk candidates before fusion (for sweeps).
 
-        A document appears once per list, at its best chunk's rank.
+        Rows index `row_doc_ids()`; fuse them with `ragline.retrieve.search.fuse`.
         """
-        derived = self._derived_index()
         params = SearchParams(mode=RetrievalMode(mode), k=depth, depth=depth)
-        lists = candidate_lists(query, params, derived, self._open(create=False), self.embedder)
+        return candidate_lists(query, params, self._derived_index(), self._open(create=False),
+                               self.embedder)
+
+    def row_doc_ids(self) -> list[str]:
+        """The document id of each row of the derived index ("" for a row deleted since)."""
+        derived = self._derived_index()
         if self._row_docs is None or len(self._row_docs) != derived.size:
             by_rowid = self._open(create=False).doc_ids_by_rowid()
             self._row_docs = [by_rowid.get(int(r), "") for r in derived.rowids]
-        out: dict[str, list[tuple[str, float]]] = {}
-        for name, rows in lists.items():
-            seen: set[str] = set()
-            out[name] = []
-            for row, score in rows:
-                doc_id = self._row_docs[row]
-                if doc_id and doc_id not in seen:  # "": deleted since the index was built
-                    seen.add(doc_id)
-                    out[name].append((doc_id, score))
-        return out
+        return self._row_docs
 
     def _check_embedder(self, store: SQLiteStore) -> None:
         """Query vectors must come from the model that embedded the chunks."""

@@ -18,13 +18,14 @@ from ragline.evaluate.datasets import RetrievalDataset
 from ragline.evaluate.metrics import DEFAULT_MEASURES, evaluate_run, latency_summary
 from ragline.evaluate.retrieval import Say, index_for
 from ragline.evaluate.stats import mean_ci
-from ragline.retrieve.fusion import minmax_fusion, reciprocal_rank_fusion, top
+from ragline.retrieve.search import SearchParams, fuse
 from ragline.types import FusionMethod, RetrievalMode
 
 PRIMARY = "nDCG@10"
 RRF_KS = (10, 20, 40, 60, 100)
 ALPHAS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DEPTHS = (20, 50, 100, 200)
+DOCS_PER_QUERY = 100
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,11 +97,12 @@ def sweep(
     max_depth = max([p.depth for p in points] + [100])
     say(f"retrieving {len(queries)} queries once at depth {max_depth} ...")
     candidates = {qid: index.candidates(text, depth=max_depth) for qid, text in queries.items()}
+    row_docs = index.row_doc_ids()
     sample = list(queries.items())[:latency_sample]
     results = []
     for i, point in enumerate(points, 1):
         say(f"[{i}/{len(points)}] {point.label}")
-        run = {qid: _ranked_run(lists, point) for qid, lists in candidates.items()}
+        run = {qid: _ranked_run(lists, point, row_docs) for qid, lists in candidates.items()}
         scores = evaluate_run(dataset.qrels, run, DEFAULT_MEASURES)
         values = [row[PRIMARY] for row in scores.per_query.values()]
         ci = mean_ci(values, seed=seed)
@@ -111,20 +113,30 @@ def sweep(
     return results
 
 
-def _ranked_run(lists: dict[str, list[tuple[str, float]]], point: GridPoint) -> dict[str, float]:
-    if point.mode is RetrievalMode.BM25:
-        ranked = lists.get("bm25", [])[:100]
-    elif point.mode is RetrievalMode.DENSE:
-        ranked = lists.get("dense", [])[:100]
-    else:
-        cut = {name: items[: point.depth] for name, items in lists.items()}
-        if point.fusion is FusionMethod.RRF:
-            fused = reciprocal_rank_fusion(cut, k=point.rrf_k or 60)
-        else:
-            alpha = point.alpha if point.alpha is not None else 0.5
-            fused = minmax_fusion(cut, {"dense": alpha, "bm25": 1 - alpha})
-        ranked = top(fused, 100)
-    return {doc_id: float(len(ranked) - i) for i, (doc_id, _s) in enumerate(ranked)}
+def _ranked_run(
+    lists: dict[str, list[tuple[int, float]]], point: GridPoint, row_docs: list[str]
+) -> dict[str, float]:
+    """The document run `ragline search` would produce at this grid point: the same chunk-level
+    fusion (`retrieve.search.fuse`), then each document at its best chunk's rank."""
+    wanted = {RetrievalMode.BM25: ("bm25",), RetrievalMode.DENSE: ("dense",)}.get(
+        point.mode, ("bm25", "dense"))
+    # Single retrievers keep their whole candidate list (so 100 documents can be ranked); fused
+    # points cut each list at their own depth, as search does.
+    depth = point.depth if point.mode is RetrievalMode.HYBRID else None
+    cut = {name: rows[:depth] for name, rows in lists.items() if name in wanted}
+    params = SearchParams(mode=point.mode, k=sum(len(rows) for rows in cut.values()),
+                          fusion=point.fusion or FusionMethod.MINMAX, rrf_k=point.rrf_k or 60,
+                          alpha=point.alpha if point.alpha is not None else 0.5, depth=point.depth)
+    ranked: list[str] = []
+    seen: set[str] = set()
+    for row, _score in fuse(cut, params):
+        doc_id = row_docs[row]
+        if doc_id and doc_id not in seen:
+            seen.add(doc_id)
+            ranked.append(doc_id)
+            if len(ranked) == DOCS_PER_QUERY:
+                break
+    return {doc_id: float(len(ranked) - i) for i, doc_id in enumerate(ranked)}
 
 
 def _time_point(index: Any, point: GridPoint, sample: list[tuple[str, str]]) -> dict[str, float]:
