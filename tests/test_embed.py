@@ -577,3 +577,41 @@ def test_from_hub_downloads_model_and_tokenizer_then_uses_them(
     assert embedder.model_path == tmp_path / "onnx" / "model.onnx"
     assert embedder.tokenizer_path.read_bytes() == TOKENIZER_BYTES
     assert embedder.model_id.startswith("sentence-transformers/all-MiniLM-L6-v2@onnx:")
+
+
+def test_openai_compatible_embedder_retries_a_429_under_the_retry_policy() -> None:
+    """The SDK's own retries are off; ragline's RetryPolicy retries the 429 once."""
+    import http.server
+    import threading
+
+    hits: list[int] = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            self.rfile.read(int(self.headers["Content-Length"]))
+            hits.append(1)
+            if len(hits) == 1:
+                body = b'{"error": {"message": "slow down", "type": "rate_limit"}}'
+                self.send_response(429)
+                self.send_header("Retry-After", "0")
+            else:
+                body = json.dumps({"object": "list", "model": "m", "data": [
+                    {"object": "embedding", "index": 0, "embedding": [1.0, 0.0]}],
+                    "usage": {"prompt_tokens": 1, "total_tokens": 1}}).encode()
+                self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/v1"
+        vectors = OpenAICompatibleEmbedder("m", url, max_retries=1).embed(["a"])
+        assert vectors.shape == (1, 2) and len(hits) == 2
+    finally:
+        server.shutdown()

@@ -479,3 +479,12 @@ def test_uncited_sentence_is_attributed_only_when_a_source_supports_it(
     cited, rechecked = attribute_uncited(sentences, checks, SOURCES, embedder=embedder)
     assert rechecked[0].verdict is ClaimVerdict.ATTRIBUTED and cited[0].sources == [1]
     assert rechecked[1].verdict is ClaimVerdict.NO_CITATION and cited[1].sources == []
+
+
+def test_a_quote_that_does_not_match_reports_no_span(embedder: Embedder) -> None:
+    result = check(
+        "She was Hollywood's number one box-office draw from 1935 to 1938.", [1], embedder,
+        quote="the treaty was signed in Vienna",
+    )
+    assert result.quote_span is None and result.quote_source is None
+    assert any("quote not found" in m for m in result.mismatches)

@@ -219,6 +219,9 @@ class Index:
     def get_document(self, doc_id: str) -> Document | None:
         return self._open(create=False).get_document(doc_id)
 
+    def count_chunks(self) -> int:
+        return self._open(create=False).count_chunks()
+
     def stats(self) -> dict[str, Any]:
         store = self._open(create=False)
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())

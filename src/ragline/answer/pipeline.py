@@ -200,7 +200,7 @@ def ask(
 
 
 def _require_chunks(index: Index) -> None:
-    if index.stats()["chunks"] == 0:
+    if index.count_chunks() == 0:
         raise EmptyIndex(
             f"the index at {index.path} is empty; run `ragline ingest DOCS --index {index.path}` "
             "to add documents, then ask again"

@@ -243,6 +243,7 @@ def _check_sources(
                 *mismatches,
                 f"quote not found in the cited source (best match {best_quote.score:.0%})",
             ]
+            quote_source = None  # a failed match is not evidence: no span is reported for it
     passes = not mismatches and support.score >= thresholds.support
     return _SourceResult(passes, support, mismatches, best_quote, quote_source)
 
@@ -373,7 +374,7 @@ def _check(
         verdict=verdict,
         quote_match=quote.score if quote else None,
         quote_source=result.quote_source,
-        quote_span=(quote.start, quote.end) if quote and quote.score > 0 else None,
+        quote_span=(quote.start, quote.end) if quote and result.quote_source is not None else None,
         support_score=round(result.support.score, 4),
         mismatches=result.mismatches,
         best_source_sentence=result.support.sentence,

@@ -7,15 +7,8 @@ input order by each item's `index`.
 
 from __future__ import annotations
 
-import base64
-import gzip
-import hashlib
-import importlib.util
 import logging
-import math
-import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -26,26 +19,9 @@ from ragline.errors import EmbedderError
 
 if TYPE_CHECKING:
     import openai
-    import tiktoken
 
 log = logging.getLogger(__name__)
 
-TOKEN_INSTALL = "For exact counts: pip install tiktoken bpe-openai"
-# The sha256 of the uncompressed cl100k_base.tiktoken, as pinned by tiktoken_ext.openai_public.
-CL100K_SHA256 = "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7"
-CL100K_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}++|\p{N}{1,3}+| ?[^\s\p{L}\p{N}]++[\r\n]*+"""
-    r"""|\s++$|\s*[\r\n]|\s+(?!\S)|\s"""
-)
-CL100K_SPECIAL = {
-    "<|endoftext|>": 100257,
-    "<|fim_prefix|>": 100258,
-    "<|fim_middle|>": 100259,
-    "<|fim_suffix|>": 100260,
-    "<|endofprompt|>": 100276,
-}
-# Rough English average for BPE tokenizers, used only when tiktoken's data is unavailable.
-CHARS_PER_TOKEN_ESTIMATE = 4
 PROBE_TEXT = "dimension probe"
 
 
@@ -53,8 +29,9 @@ class OpenAICompatibleEmbedder:
     """Embeds through `client.embeddings.create` in batches of `batch_size` texts.
 
     `dim` is discovered from the first response when not given; reading `dim` before any
-    `embed` call sends one one-text request to learn it. `max_retries` is handed to the SDK,
-    which retries connection errors, 408/409/429 and 5xx with backoff and honours Retry-After.
+    `embed` call sends one one-text request to learn it. Retries (429 with Retry-After, 5xx,
+    timeouts, dropped connections) follow ragline's one `RetryPolicy`, with `max_retries`
+    retries after the first attempt; the SDK's own retries are off.
     """
 
     def __init__(
@@ -84,10 +61,8 @@ class OpenAICompatibleEmbedder:
         self.max_tokens = max_tokens
         self.model_id = f"openai-compatible:{base_url}:{model}"
         self._dim = dim
-        self._client = make_client(base_url, api_key, timeout, max_retries)
-        self._encoding: tiktoken.Encoding | None = None
-        self._encoding_loaded = False
-        self._lock = threading.Lock()
+        self._client = make_client(base_url, api_key, timeout)
+        self._max_attempts = max_retries + 1
 
     @property
     def dim(self) -> int:
@@ -116,13 +91,13 @@ class OpenAICompatibleEmbedder:
         return np.concatenate(batches, axis=0)
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        """cl100k_base token counts (from the `bpe-openai` package's data), or ~chars/4 without it.
+        """cl100k_base token counts (the `bpe-openai` package's data, via ragline.llm.tokens).
 
         Other servers' models use other tokenizers, so treat this as an estimate there.
         """
-        encoding = self._tiktoken()
-        if encoding is None:
-            return [math.ceil(len(t) / CHARS_PER_TOKEN_ESTIMATE) for t in texts]
+        from ragline.llm.tokens import get_encoding
+
+        encoding = get_encoding("cl100k_base")
         return [len(ids) for ids in encoding.encode_ordinary_batch(list(texts))]
 
     def _request(self, texts: list[str]) -> Vectors:
@@ -138,44 +113,59 @@ class OpenAICompatibleEmbedder:
         return l2_normalise(vectors)
 
     def _call(self, texts: list[str]) -> Any:
+        from ragline.llm.errors import ProviderError, ServerError
+        from ragline.llm.retry import RetryExecutor, RetryPolicy
+
+        executor = RetryExecutor(RetryPolicy(max_attempts=self._max_attempts))
+        try:
+            response, _info = executor.run([self.model], lambda _m: self._attempt(texts),
+                                           lambda _info, _result: None)
+        except ProviderError as exc:
+            cause = exc.__cause__
+            if isinstance(exc, ServerError) or getattr(cause, "status_code", None):
+                status = getattr(cause, "status_code", "?")
+                raise EmbedderError(
+                    f"{self.base_url} answered HTTP {status} for model {self.model!r}: {exc}; "
+                    "check the model name, API key and server logs"
+                ) from exc
+            raise EmbedderError(f"embedding request to {self.base_url} failed: {exc}") from exc
+        return response
+
+    def _attempt(self, texts: list[str]) -> Any:
+        """One request; SDK errors become the LLM layer's typed (retryable or not) errors."""
         import openai
 
+        from ragline.llm.providers._common import (
+            body_error_code,
+            error_for_status,
+            malformed,
+            transport_error,
+        )
+
+        where = {"provider": "openai-compatible", "model": self.model}
         try:
             return self._client.embeddings.create(
                 model=self.model, input=texts, encoding_format="float"
             )
         except openai.APIStatusError as exc:
-            raise EmbedderError(
-                f"{self.base_url} answered HTTP {exc.status_code} for model {self.model!r}: "
-                f"{exc.message}; check the model name, API key and server logs"
-            ) from exc
+            raise error_for_status(exc.status_code, exc.message,
+                                   headers=dict(exc.response.headers),
+                                   code=body_error_code(exc.body), **where) from exc
         except openai.APIConnectionError as exc:
-            raise EmbedderError(
-                f"cannot reach {self.base_url}: {exc}; check that the server is running and "
-                "base_url ends in /v1"
-            ) from exc
+            raise transport_error(
+                RuntimeError(f"cannot reach {self.base_url}: {exc}; check that the server is "
+                             "running and base_url ends in /v1"), **where) from exc
         except (openai.OpenAIError, ValueError) as exc:
             # Malformed bodies surface as APIResponseValidationError or a JSON ValueError.
-            raise EmbedderError(
-                f"{self.base_url} sent an unreadable embeddings response: {exc}"
-            ) from exc
+            raise malformed(f"an unreadable embeddings response: {exc}", **where) from exc
 
-    def _tiktoken(self) -> tiktoken.Encoding | None:
-        with self._lock:
-            if not self._encoding_loaded:
-                self._encoding = load_cl100k()
-                self._encoding_loaded = True
-            return self._encoding
-
-
-def make_client(
-    base_url: str, api_key: str | None, timeout: float, max_retries: int
-) -> openai.OpenAI:
-    """The SDK client; local servers accept any key, so a placeholder stands in for none."""
+def make_client(base_url: str, api_key: str | None, timeout: float) -> openai.OpenAI:
+    """The SDK client, its own retries off; local servers accept any key, so a placeholder
+    stands in for none."""
     import openai
 
     return openai.OpenAI(
-        base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=max_retries
+        base_url=base_url, api_key=api_key or "not-needed", timeout=timeout, max_retries=0
     )
 
 
@@ -198,46 +188,3 @@ def parse_embeddings(payload: dict[str, Any], expected: int, source: str) -> Vec
     return matrix
 
 
-def load_cl100k() -> tiktoken.Encoding | None:
-    """tiktoken's cl100k_base built from the BPE file inside `bpe-openai` (nothing downloaded).
-
-    The file is read without importing `bpe_openai` (its import parses three vocabularies) and
-    checked against the sha256 tiktoken itself pins, so token ids equal tiktoken's.
-    """
-    try:
-        import tiktoken
-    except ImportError:
-        log.warning("tiktoken is not installed; counting tokens as chars/4. %s", TOKEN_INSTALL)
-        return None
-    path = bpe_openai_file("cl100k_base.tiktoken.gz")
-    if path is None:
-        log.warning("bpe-openai is not installed; counting tokens as chars/4. %s", TOKEN_INSTALL)
-        return None
-    raw = gzip.decompress(path.read_bytes())
-    if hashlib.sha256(raw).hexdigest() != CL100K_SHA256:
-        raise EmbedderError(
-            f"{path} is not tiktoken's cl100k_base file (sha256 differs); "
-            f"reinstall it: {TOKEN_INSTALL} --force-reinstall"
-        )
-    ranks = {
-        base64.b64decode(token): int(rank)
-        for token, rank in (line.split() for line in raw.splitlines() if line)
-    }
-    return tiktoken.Encoding(
-        name="cl100k_base",
-        pat_str=CL100K_PATTERN,
-        mergeable_ranks=ranks,
-        special_tokens=CL100K_SPECIAL,
-    )
-
-
-def bpe_openai_file(name: str) -> Path | None:
-    """A data file of the installed `bpe-openai` package, found without importing it."""
-    spec = importlib.util.find_spec("bpe_openai")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    for location in spec.submodule_search_locations:
-        candidate = Path(location) / "data" / name
-        if candidate.is_file():
-            return candidate
-    return None

@@ -478,14 +478,14 @@ class LLM:
             text=raw.text,
             model=raw.model,
             provider=self.provider_name,
-            usage=Usage() if cached else call.usage,
+            usage=call.usage,  # every real attempt of this call; cache hits add nothing
             finish_reason=raw.finish_reason,
             tool_calls=raw.tool_calls,
             parsed=parsed,
             latency_s=self.clock() - call.started,
             time_to_first_token_s=call.ttft,
             attempts=call.attempts,
-            cost_usd=0.0 if cached else call.cost,
+            cost_usd=call.cost,
             cached=cached,
             call_id=call.call_id,
         )
