@@ -83,7 +83,7 @@ class SearchSettings(_Section):
     mode: RetrievalMode = RetrievalMode.HYBRID
     fusion: FusionMethod = FusionMethod.MINMAX
     rrf_k: int = Field(60, gt=0)
-    alpha: float = Field(0.5, ge=0, le=1, description="weight of the dense scores in minmax fusion")
+    alpha: float = Field(0.4, ge=0, le=1, description="weight of the dense scores in minmax fusion")
     depth: int = Field(200, gt=0, description="candidates taken from each retriever before fusion")
     k: int = Field(10, gt=0)
 

@@ -22,7 +22,7 @@ class SearchParams:
     k: int = 10
     fusion: FusionMethod = FusionMethod.MINMAX
     rrf_k: int = 60
-    alpha: float = 0.5
+    alpha: float = 0.4
     depth: int = 200
     where: dict[str, str] = field(default_factory=dict)
     path_prefix: str | None = None
