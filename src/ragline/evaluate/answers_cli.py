@@ -1,0 +1,323 @@
+"""`ragline eval answers`: answer a question set from the index, score the answers, judge them,
+record every per-question value in the run registry (kind "answers") and report.
+
+The lead mounts `eval_answers` as `ragline eval answers` (`eval_app.command("answers")`).
+"""
+
+from __future__ import annotations
+
+import json
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ragline import __version__
+from ragline.answer.judge import CorrectnessJudge, JudgeMode
+from ragline.config import RaglineConfig
+from ragline.errors import DatasetError, RaglineError
+from ragline.evaluate.answers import (
+    Answerer,
+    AnswerItem,
+    AnswerRun,
+    ExtractiveAnswerer,
+    GenerativeAnswerer,
+    JudgeSettings,
+    QuestionResult,
+    RecordingLedger,
+    answer_items,
+    evaluate_answers,
+    metric_means,
+)
+from ragline.evaluate.cli import _configs, _models
+from ragline.evaluate.commands import _comparison_table
+from ragline.evaluate.datasets import QADataset
+from ragline.evaluate.manifest import build_manifest
+from ragline.evaluate.registry import QueryResult, RunRegistry
+from ragline.evaluate.report import ConfigResult as ReportConfig
+from ragline.evaluate.report import ReportData, write_report
+from ragline.evaluate.retrieval import index_for, load_dataset
+from ragline.evaluate.stats import Comparison, ComparisonError, compare_paired
+from ragline.llm import LLM
+
+SAMPLING_TEMPERATURE = 0.7  # the default temperature of repeated samples (--repeats > 1)
+
+out = Console()
+err = Console(stderr=True)
+
+
+def _qa_dataset(path: Path) -> QADataset:
+    data = load_dataset(path)
+    if not isinstance(data, QADataset):
+        raise DatasetError(
+            f"{path} has no gold answers: answer evaluation needs a question set (.jsonl lines "
+            "with id, question, answers and relevant or contexts) or a folder with qa.jsonl"
+        )
+    return data
+
+
+def _llm(provider: str, model: str | None, base_url: str | None, ledger: RecordingLedger) -> LLM:
+    return LLM(provider, model, base_url=base_url, ledger=ledger)
+
+
+def _temperature(given: float | None, repeats: int) -> float:
+    if given is not None:
+        return given
+    return SAMPLING_TEMPERATURE if repeats > 1 else 0.0
+
+
+def eval_answers(
+    dataset: Annotated[Path, typer.Option(help="Question set .jsonl or a folder with qa.jsonl.")],
+    config: Annotated[list[Path] | None, typer.Option(
+        "--config", "-c", help="Configuration TOML; repeat to compare several.")] = None,
+    provider: Annotated[str, typer.Option(help="LLM provider of the answers.")] = "local",
+    model: Annotated[str | None, typer.Option(help="Answer model (default per provider).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Base URL of the answer model.")] = None,
+    extractive: Annotated[bool, typer.Option(help="Extractive answers: no LLM.")] = False,
+    judge_provider: Annotated[str | None, typer.Option(help="Judge provider (enables the judge).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model (enables the judge).")] = None,
+    judge_base_url: Annotated[str | None, typer.Option(help="Base URL of the judge.")] = None,
+    judge_mode: Annotated[JudgeMode, typer.Option(help="structured or text output.")] = JudgeMode.STRUCTURED,
+    judge_repeats: Annotated[int | None, typer.Option(
+        help="Verdicts per question for self-agreement (default: --repeats).")] = None,
+    repeats: Annotated[int, typer.Option(min=1, help="Samples per question.")] = 1,
+    temperature: Annotated[float | None, typer.Option(
+        help=f"Answer temperature (default 0, or {SAMPLING_TEMPERATURE} with --repeats > 1).")] = None,
+    k: Annotated[int, typer.Option(min=1, help="Chunks retrieved per question.")] = 5,
+    strict: Annotated[bool, typer.Option(help="Abstain when a claim fails verification.")] = False,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N questions.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the samples and the statistics.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write an HTML report (and .md beside it).")] = None,
+) -> None:
+    """Answer each question, then report EM, F1, citation precision/recall, supported claims,
+    abstention, judge correctness and reliability, cost, latency and consistency over repeats."""
+    try:
+        data = _qa_dataset(dataset)
+        items = answer_items(data, limit)
+    except RaglineError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(2) from exc
+    say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
+    settings: dict[str, Any] = {
+        "provider": None if extractive else provider, "model": None if extractive else model,
+        "base_url": None if extractive else base_url, "extractive": extractive,
+        "temperature": None if extractive else _temperature(temperature, repeats),
+        "repeats": repeats, "k": k, "strict": strict, "limit": limit,
+        "judge": {"provider": judge_provider, "model": judge_model, "mode": judge_mode.value,
+                  "repeats": judge_repeats or repeats}
+        if judge_provider or judge_model else None,
+    }
+    configs = _configs(config)
+    try:
+        with ExitStack() as stack:
+            ledger = RecordingLedger()
+            stack.callback(ledger.close)
+            llm = None if extractive else stack.enter_context(
+                _llm(provider, model, base_url, ledger))
+            judge = _judge(stack, settings["judge"], provider, judge_base_url, ledger, seed)
+            result = _run(data, items, configs, settings, (llm, judge, ledger), seed, say)
+    except RaglineError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False)
+        raise typer.Exit(1) from exc
+    _output(result, json_output)
+    if report is not None:
+        _write_report(report, result)
+
+
+def _judge(stack: ExitStack, spec: dict[str, Any] | None, provider: str, base_url: str | None,
+           ledger: RecordingLedger, seed: int) -> JudgeSettings | None:
+    if spec is None:
+        return None
+    llm = stack.enter_context(_llm(spec["provider"] or provider, spec["model"], base_url, ledger))
+    judge = CorrectnessJudge(llm, mode=JudgeMode(spec["mode"]))
+    return JudgeSettings(judge, repeats=spec["repeats"], temperature=SAMPLING_TEMPERATURE,
+                         seed=seed)
+
+
+def _answerer(config: RaglineConfig, data: QADataset, settings: dict[str, Any], llm: LLM | None,
+              seed: int, say: Any) -> Answerer:
+    index = index_for(data, config)
+    say(f"[{config.name}] ingesting the corpus into {index.path} ...")
+    index.ingest_documents(data.iter_documents())
+    if llm is None:
+        return ExtractiveAnswerer(index, k=settings["k"])
+    return GenerativeAnswerer(index, llm, k=settings["k"], temperature=settings["temperature"],
+                              strict=settings["strict"], seed=seed,
+                              repeat=settings["repeats"] > 1)
+
+
+Models = tuple[LLM | None, JudgeSettings | None, RecordingLedger]
+
+
+def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
+         settings: dict[str, Any], models_: Models, seed: int, say: Any) -> dict[str, Any]:
+    llm = models_[0]
+    models = _models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
+                                                                   f"{llm.model}"}])
+    with RunRegistry() as registry:
+        manifest = build_manifest(
+            {"kind": "answers", "dataset": str(data.path), "settings": settings,
+             "configs": {c.name: c.model_dump(mode="json") for c in configs},
+             "ragline": __version__},
+            data.hash, models, seed,
+        )
+        run_id = registry.start_run("answers", data.name, manifest)
+        try:
+            runs = [_run_config(registry, run_id, data, items, c, settings, models_, seed, say)
+                    for c in configs]
+        except BaseException:
+            registry.discard_run(run_id, "interrupted or failed before all configurations finished")
+            raise
+        summary = {r.name: _config_summary(r) for r in runs}
+        comparisons = _compare(runs, seed)
+        registry.finish_run(run_id, {"settings": settings, "configs": summary})
+    return {"run_id": run_id, "dataset": data.name, "questions": len(items),
+            "settings": settings, "configs": summary, "comparisons": comparisons,
+            "manifest": manifest.to_dict(), "runs": runs, "seed": seed}
+
+
+def _run_config(registry: RunRegistry, run_id: str, data: QADataset, items: list[AnswerItem],
+                config: RaglineConfig, settings: dict[str, Any], models_: Models, seed: int,
+                say: Any) -> AnswerRun:
+    name = config.name or "default"
+    llm, judge, ledger = models_
+    answerer = _answerer(config, data, settings, llm, seed, say)
+
+    def store(result: QuestionResult) -> None:
+        registry.add_query_results(run_id, name, [
+            QueryResult(result.item.id, result.metrics(), result.latency_s)])
+
+    return evaluate_answers(items, answerer, name=name, repeats=settings["repeats"], judge=judge,
+                            ledger=ledger, on_question=store, say=say)
+
+
+def _config_summary(run: AnswerRun) -> dict[str, Any]:
+    return {"metrics": metric_means(run.per_query()), "answers": run.summary(),
+            "per_question": [q.to_dict() for q in run.questions]}
+
+
+def _shared(runs: list[AnswerRun]) -> list[str]:
+    rows = [row for r in runs for row in r.per_query().values()]
+    names = set.intersection(*(set(row) for row in rows)) if rows else set()
+    return sorted(names)
+
+
+def _compare(runs: list[AnswerRun], seed: int) -> list[Comparison]:
+    if len(runs) < 2:
+        return []
+    metrics = _shared(runs)
+    try:
+        return [compare_paired(runs[0].per_query(), r.per_query(), metrics, seed=seed,
+                               label_a=runs[0].name, label_b=r.name) for r in runs[1:]]
+    except ComparisonError as exc:
+        err.print(f"[yellow]no comparison:[/] {exc}", highlight=False)
+        return []
+
+
+# --- output --------------------------------------------------------------------------------------
+
+_ROWS = (
+    ("EM", "EM"), ("F1", "F1"), ("accuracy (answerable)", "accuracy_answerable"),
+    ("accuracy (unanswerable)", "accuracy_unanswerable"), ("abstention rate", "abstention_rate"),
+    ("citation precision", "citation_precision"), ("citation recall", "citation_recall"),
+    ("citation precision (answered)", "citation_precision_answered"),
+    ("citation recall (answered)", "citation_recall_answered"),
+    ("supported-claim rate", "supported_claim_rate"),
+)
+
+
+def _fmt(value: Any) -> str:
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def _summary_rows(s: dict[str, Any]) -> list[tuple[str, str]]:
+    rows = [(label, _fmt(s.get(key))) for label, key in _ROWS]
+    rows.append(("claims verified (attributed by the verifier)",
+                 f"{s['claims']} ({s['attributed_claims']})"))
+    lat, cost = s["latency_ms"], s["cost"]
+    rows += [("latency p50 / p95 ms", f"{lat['p50']:.0f} / {lat['p95']:.0f}"),
+             ("cost per question USD", _fmt(cost["answer_usd_per_question"])),
+             ("LLM calls (cache hits)", f"{cost['calls']} ({cost['cache_hits']})"),
+             ("tokens in / out", f"{cost['input_tokens']} / {cost['output_tokens']}")]
+    rows += _judge_rows(s.get("judge"))
+    rows += _consistency_rows(s.get("consistency"))
+    return rows
+
+
+def _judge_rows(j: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not j:
+        return []
+    ref = j["reliability_vs_reference_rule"]
+    rows = [(f"judge correct ({j['judge_model']}, {j['prompt_id']})",
+             f"{_fmt(j['mean'])} ({j['measured']} measured, {j['unmeasured']} unmeasured)"),
+            ("judge vs reference rule: accuracy / kappa",
+             f"{_fmt(ref['accuracy'])} / {_fmt(ref['kappa'])} (n={ref['n']})")]
+    if j.get("reliability_vs_labels"):
+        lab = j["reliability_vs_labels"]
+        rows.append(("judge vs labels: accuracy / kappa",
+                     f"{_fmt(lab['accuracy'])} / {_fmt(lab['kappa'])} (n={lab['n']})"))
+    if j.get("self_agreement") is not None:
+        rows.append(("judge self-agreement", _fmt(j["self_agreement"])))
+    return rows
+
+
+def _consistency_rows(c: dict[str, Any] | None) -> list[tuple[str, str]]:
+    if not c:
+        return []
+    n = c["repeats"]
+    return [("agreement (majority answer)", _fmt(c["agreement"])),
+            (f"pass^{n}", _fmt(c[f"pass^{n}"])), (f"pass@{n}", _fmt(c[f"pass@{n}"])),
+            ("flaky questions", str(len(c["flaky"])))]
+
+
+def _output(result: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        public = {k: v for k, v in result.items() if k not in ("runs", "manifest")}
+        public["comparisons"] = [c.to_dict() for c in result["comparisons"]]
+        typer.echo(json.dumps(public, indent=2, default=str))
+        return
+    table = Table(title=f"run {result['run_id']}: {result['dataset']}, "
+                        f"{result['questions']} questions")
+    table.add_column("measure")
+    names = list(result["configs"])
+    for name in names:
+        table.add_column(name, justify="right")
+    per_config = [_summary_rows(result["configs"][n]["answers"]) for n in names]
+    for i, (label, _) in enumerate(per_config[0]):
+        table.add_row(label, *(rows[i][1] if i < len(rows) else "-" for rows in per_config))
+    out.print(table)
+    for name in names:
+        flaky = (result["configs"][name]["answers"].get("consistency") or {}).get("flaky", [])
+        for f in flaky:
+            out.print(f"flaky [{name}] {f['id']}: {f['correct_samples']}/{f['samples']} correct "
+                      f"- {f['question']}", highlight=False)
+    for comp in result["comparisons"]:
+        out.print(_comparison_table(comp))
+
+
+def _write_report(path: Path, result: dict[str, Any]) -> None:
+    runs: list[AnswerRun] = result["runs"]
+    metrics = tuple(_shared(runs))
+    data = ReportData(
+        title=f"ragline answer evaluation: {result['dataset']} ({result['run_id']})",
+        configs=tuple(ReportConfig(r.name, r.per_query(), list(r.latencies().values()),
+                                   result["run_id"]) for r in runs),
+        comparisons=tuple(result["comparisons"]), manifest=result["manifest"],
+        metrics=metrics, seed=result["seed"],
+    )
+    md = path.with_suffix(".md")
+    write_report(data, path, md)
+    with md.open("a", encoding="utf-8") as fh:
+        fh.write("\n## Answer evaluation\n\n")
+        for name in result["configs"]:
+            fh.write(f"### {name}\n\n| measure | value |\n|---|---|\n")
+            for label, value in _summary_rows(result["configs"][name]["answers"]):
+                fh.write(f"| {label} | {value} |\n")
+            fh.write("\n")
+    err.print(f"report written to {path} and {md}")
