@@ -179,8 +179,8 @@ class SampleScore:
 
     text: str
     abstained: bool
-    em: float
-    f1: float
+    em: float | None  # None on unanswerable questions: there is no gold answer to match
+    f1: float | None
     correct: bool
     cited: tuple[str, ...]
     citation: tuple[float, float] | None
@@ -189,6 +189,7 @@ class SampleScore:
     cost: CallCost
     judge: CorrectnessJudgement | None = None
     attributed: int = 0  # claims the verifier attributed to a source (the model cited none)
+    fallback: bool = False  # the pipeline answered extractively instead of with the model
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -197,7 +198,7 @@ class SampleScore:
             "citation_precision": self.citation[0] if self.citation else None,
             "citation_recall": self.citation[1] if self.citation else None,
             "claims_supported": self.claims[0], "claims": self.claims[1],
-            "claims_attributed": self.attributed,
+            "claims_attributed": self.attributed, "fallback": self.fallback,
             "latency_s": self.latency_s, **self.cost.to_dict(),
             "judge": self.judge.to_dict() if self.judge else None,
         }
@@ -216,13 +217,14 @@ def score_sample(item: AnswerItem, answer: Answer, latency_s: float, cost: CallC
     return SampleScore(
         text=answer.text,
         abstained=answer.abstained,
-        em=exact_match(prediction, item.answers) if item.answers else 0.0,
-        f1=token_f1(prediction, item.answers) if item.answers else 0.0,
+        em=None if item.unanswerable else exact_match(prediction, item.answers),
+        f1=None if item.unanswerable else token_f1(prediction, item.answers),
         correct=correct,
         cited=tuple(sorted(cited)),
         citation=citation_scores(cited, frozenset(item.relevant)),
         claims=supported_claims(answer.checks),
         attributed=attributed_claims(answer.checks),
+        fallback=answer.usage.get("fallback") is not None,
         latency_s=latency_s,
         cost=cost,
     )
@@ -257,11 +259,10 @@ class QuestionResult:
         judge verdict) is absent rather than 0.
         """
         s = self.samples
-        out: dict[str, float] = {
-            "EM": _avg([x.em for x in s]),
-            "F1": _avg([x.f1 for x in s]),
-            "correct": _avg([float(x.correct) for x in s]),
-        }
+        out: dict[str, float] = {"correct": _avg([float(x.correct) for x in s])}
+        if not self.item.unanswerable:
+            out["EM"] = _avg([x.em or 0.0 for x in s])
+            out["F1"] = _avg([x.f1 or 0.0 for x in s])
         cites = [x.citation for x in s if x.citation is not None]
         if cites:
             out["citation_precision"] = _avg([c[0] for c in cites])
@@ -547,8 +548,8 @@ def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, An
     out: dict[str, Any] = {
         "questions": len(questions), "answerable": len(answerable),
         "unanswerable": len(unanswerable), "samples": len(samples),
-        "EM": _mean([s.em for q in answerable for s in q.samples]),
-        "F1": _mean([s.f1 for q in answerable for s in q.samples]),
+        "EM": _mean([s.em or 0.0 for q in answerable for s in q.samples]),
+        "F1": _mean([s.f1 or 0.0 for q in answerable for s in q.samples]),
         "accuracy_answerable": _share([s.correct for q in answerable for s in q.samples]),
         "accuracy_unanswerable": _share([s.correct for q in unanswerable for s in q.samples]),
         "abstention_rate": _share([s.abstained for s in samples]),
@@ -557,6 +558,8 @@ def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, An
                                  if sum(c[1] for c in claims) else None),
         "claims": sum(c[1] for c in claims),
         "attributed_claims": sum(s.attributed for s in samples),
+        # Answers the pipeline made extractively because the model failed: not the model's own.
+        "fallback_rate": _share([s.fallback for s in samples]),
         "latency_ms": {"p50": percentile(latencies, 50) * 1000,
                        "p95": percentile(latencies, 95) * 1000,
                        "mean": (_mean(latencies) or 0.0) * 1000},

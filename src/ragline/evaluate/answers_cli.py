@@ -201,9 +201,9 @@ def _config_summary(run: AnswerRun) -> dict[str, Any]:
 
 
 def _shared(runs: list[AnswerRun]) -> list[str]:
-    rows = [row for r in runs for row in r.per_query().values()]
-    names = set.intersection(*(set(row) for row in rows)) if rows else set()
-    return sorted(names)
+    """Metrics every run computed for some question (each is compared where defined)."""
+    per_run = [set().union(*(set(row) for row in r.per_query().values())) for r in runs]
+    return sorted(set.intersection(*per_run)) if per_run else []
 
 
 def _compare(runs: list[AnswerRun], seed: int) -> list[Comparison]:
@@ -227,6 +227,7 @@ _ROWS = (
     ("citation precision (answered)", "citation_precision_answered"),
     ("citation recall (answered)", "citation_recall_answered"),
     ("supported-claim rate", "supported_claim_rate"),
+    ("extractive fallback rate (model failed)", "fallback_rate"),
 )
 
 

@@ -198,11 +198,3 @@ def tune_retrieval(
     settings = ", ".join(f"{k} = {json.dumps(v)}" for k, v in chosen.point.search_overrides().items())
     out.print(f"best: {chosen.point.label}; as configuration: [search] {settings}")
 
-
-def _mount_answers() -> None:
-    from ragline.evaluate.answers_cli import eval_answers
-
-    eval_app.command("answers")(eval_answers)
-
-
-_mount_answers()

@@ -439,11 +439,11 @@ def _pick_config(run: RunRecord, config: str | None) -> str:
 def _shared_metrics(
     qa: Mapping[str, Mapping[str, float]], qb: Mapping[str, Mapping[str, float]]
 ) -> list[str]:
-    """Metrics present for every query on both sides, the default measures first."""
+    """Metrics present on both sides (each is compared over the queries that define it),
+    the default measures first."""
 
     def present(rows: Mapping[str, Mapping[str, float]]) -> set[str]:
-        sets = [set(m) for m in rows.values()]
-        return set.intersection(*sets) if sets else set()
+        return set().union(*(set(m) for m in rows.values())) if rows else set()
 
     shared = present(qa) & present(qb)
     order = [str(m) for m in DEFAULT_MEASURES]

@@ -235,6 +235,7 @@ class Comparison:
     confidence: float
     query_ids: tuple[str, ...] = ()
     diffs: dict[str, tuple[float, ...]] = field(default_factory=dict)
+    skipped: tuple[str, ...] = ()  # metrics defined for fewer than 2 shared queries
 
     def metric(self, name: str) -> MetricComparison:
         for row in self.metrics:
@@ -252,6 +253,7 @@ class Comparison:
             "n_resamples": self.n_resamples,
             "confidence": self.confidence,
             "metrics": [m.to_dict() for m in self.metrics],
+            "skipped_metrics": list(self.skipped),
         }
 
 
@@ -300,21 +302,32 @@ def compare_paired(
     """Compare B against A metric by metric: diff (B - A), bootstrap CI, permutation p, Holm p,
     MDE and a verdict. Significant means Holm-corrected p < 0.05 and the CI excludes 0.
 
-    Raises ComparisonError when the two sides cover different queries.
+    Raises ComparisonError when the two sides cover different queries. A metric that is
+    undefined for some queries (e.g. exact match on unanswerable questions) is compared over
+    the queries where both sides define it; one defined for fewer than 2 is left out and named
+    in `skipped`.
     """
     qids = _check_same_queries(per_query_a, per_query_b)
     if len(qids) < 2:
         raise ComparisonError(f"need at least 2 shared queries to compare, got {len(qids)}")
     raw: dict[str, tuple[FloatArray, FloatArray, Interval, float]] = {}
+    skipped: list[str] = []
     for i, metric in enumerate(metrics):
-        xa = _column(per_query_a, qids, metric, "A")
-        xb = _column(per_query_b, qids, metric, "B")
+        defined = [q for q in qids if metric in per_query_a[q] and metric in per_query_b[q]]
+        if len(defined) < 2:
+            skipped.append(metric)
+            continue
+        xa = _column(per_query_a, defined, metric, "A")
+        xb = _column(per_query_b, defined, metric, "B")
         metric_seed = seed * 1_000 + i
         ci = paired_bootstrap_ci(
             xa, xb, n_resamples=n_resamples, confidence=confidence, seed=metric_seed
         )
         p = paired_permutation_test(xa, xb, n_resamples=n_resamples, seed=metric_seed)
         raw[metric] = (xa, xb, ci, p)
+    if not raw:
+        raise ComparisonError(
+            f"no metric is defined for 2 or more queries on both sides (tried {list(metrics)})")
     corrected = holm({m: r[3] for m, r in raw.items()})
     rows = tuple(
         _metric_row(m, xa, xb, ci, p, corrected[m], m not in lower_is_better)
@@ -330,6 +343,7 @@ def compare_paired(
         confidence=confidence,
         query_ids=tuple(qids),
         diffs={m: tuple(float(v) for v in r[1] - r[0]) for m, r in raw.items()},
+        skipped=tuple(skipped),
     )
 
 
