@@ -131,8 +131,10 @@ def uncalibrated_note(embedder_id: str, calibration: Calibration | None = None) 
 
 
 def fit_threshold(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """The threshold that maximises balanced accuracy (answer when score >= threshold); ties
-    resolve to the midpoint of the widest gap between neighbouring scores."""
+    """The threshold that maximises balanced accuracy (answer when score >= threshold).
+
+    Candidate cuts lie midway between neighbouring observed scores; when several cuts tie for
+    the best balanced accuracy, the median of the tied cuts is taken."""
     if not positives or not negatives:
         raise ConfigError("fit_threshold needs both answerable and unanswerable examples")
     pos = np.sort(np.asarray(positives, dtype=np.float64))

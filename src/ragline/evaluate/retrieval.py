@@ -92,7 +92,22 @@ def evaluate_config(
     say: Say = lambda _m: None,
 ) -> ConfigResult:
     """Ingest (incrementally), search every query (except `skip`), score with ir-measures."""
-    index = index_for(dataset, config)
+    with index_for(dataset, config) as index:
+        return _evaluate(index, dataset, config, name=name, measures=measures, skip=skip,
+                         on_query=on_query, say=say)
+
+
+def _evaluate(
+    index: Index,
+    dataset: RetrievalDataset,
+    config: RaglineConfig,
+    *,
+    name: str,
+    measures: Sequence[Any],
+    skip: set[str] | None,
+    on_query: Callable[[str, dict[str, float], float], None] | None,
+    say: Say,
+) -> ConfigResult:
     say(f"[{name}] ingesting the corpus into {index.path} ...")
     ingest = index.ingest_documents(dataset.iter_documents()).to_dict()
     queries = {q: t for q, t in dataset.queries.items() if q in dataset.qrels}
@@ -114,7 +129,6 @@ def evaluate_config(
         for qid, values in per_query.items():
             on_query(qid, values, latencies[qid])
     stats = index.stats()
-    index.close()
     return ConfigResult(
         name=name, config=config, per_query=per_query, latencies=latencies,
         means=scores.means if scores else {},
