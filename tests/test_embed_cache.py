@@ -127,7 +127,7 @@ def _write_many(path: str, worker: int) -> None:
 def test_concurrent_processes_can_write_the_same_cache(tmp_path: Path) -> None:
     path = tmp_path / "shared.sqlite"
     EmbeddingCache(path).count()
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")  # separate processes, like two ragline commands
     workers = [context.Process(target=_write_many, args=(str(path), w)) for w in range(3)]
     for worker in workers:
         worker.start()
