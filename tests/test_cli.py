@@ -135,3 +135,12 @@ def _assert_consistent(index: Path, *, expected_docs: int) -> None:
             " FROM chunks GROUP BY doc_id) WHERE n != c"
         ).fetchone()[0]
         assert gaps == 0
+
+
+def test_every_documented_command_is_mounted() -> None:
+    result = ragline("eval", "--help")
+    assert "retrieval" in result.stdout and "answers" in result.stdout
+    top = ragline("--help").stdout
+    for command in ("ingest", "search", "ask", "chat", "verify", "llm", "ledger", "models",
+                    "runs", "datasets", "eval", "tune", "bench", "stats"):
+        assert command in top, command

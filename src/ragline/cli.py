@@ -270,6 +270,11 @@ def _mount_optional() -> None:
     ]
     import importlib
 
+    from ragline.evaluate.answers_cli import eval_answers
+    from ragline.evaluate.cli import eval_app
+
+    if not any(c.name == "answers" for c in eval_app.registered_commands):
+        eval_app.command("answers")(eval_answers)
     for module_name, attr, kind, name in mounts:
         module = importlib.import_module(module_name)
         target: Any = getattr(module, attr)

@@ -47,9 +47,10 @@ from ragline.evaluate.answer_scores import (
     token_f1,
 )
 from ragline.evaluate.datasets import QADataset
+from ragline.evaluate.metrics import latency_summary
 from ragline.index import Index
 from ragline.llm import LLM
-from ragline.llm.ledger import CACHE_HIT, CallRecord, Ledger, percentile
+from ragline.llm.ledger import CACHE_HIT, CallRecord, Ledger
 
 Say = Callable[[str], None]
 
@@ -537,6 +538,13 @@ def _repeat_summary(questions: Sequence[QuestionResult], repeats: int) -> dict[s
     }
 
 
+def _latency_ms(seconds: Sequence[float]) -> dict[str, float]:
+    if not seconds:
+        return {"p50": 0.0, "p95": 0.0, "mean": 0.0}
+    summary = latency_summary(seconds)
+    return {"p50": summary.p50 * 1000, "p95": summary.p95 * 1000, "mean": summary.mean * 1000}
+
+
 def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, Any]:
     """The aggregate table of a run (see the module docstring for each definition)."""
     samples = [s for q in questions for s in q.samples]
@@ -560,9 +568,7 @@ def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, An
         "attributed_claims": sum(s.attributed for s in samples),
         # Answers the pipeline made extractively because the model failed: not the model's own.
         "fallback_rate": _share([s.fallback for s in samples]),
-        "latency_ms": {"p50": percentile(latencies, 50) * 1000,
-                       "p95": percentile(latencies, 95) * 1000,
-                       "mean": (_mean(latencies) or 0.0) * 1000},
+        "latency_ms": _latency_ms(latencies),
         "cost": {"answer_usd": _sum_cost([c.cost_usd for c in costs]),
                  "answer_usd_per_question": _per(_sum_cost([c.cost_usd for c in costs]),
                                                  len(questions)),
