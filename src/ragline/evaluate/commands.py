@@ -13,7 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
+from rich.table import Column, Table
 
 from ragline.errors import RaglineError
 from ragline.evaluate.datasets import BEIR_BASE_URL, fetch_beir
@@ -64,7 +64,9 @@ def list_runs(
     if as_json:
         _print_json([r.to_dict() for r in runs])
         return
-    table = Table("id", "kind", "name", "status", "created", "note")
+    # The id is what a user types next (show, compare, --baseline): never truncate it.
+    id_column = Column("id", no_wrap=True, min_width=max((len(r.id) for r in runs), default=2))
+    table = Table(id_column, "kind", "name", "status", "created", "note")
     for r in runs:
         d = r.to_dict()
         style = {"complete": "green", "running": "yellow"}.get(d["status"], "red")
