@@ -615,3 +615,14 @@ def test_openai_compatible_embedder_retries_a_429_under_the_retry_policy() -> No
         assert vectors.shape == (1, 2) and len(hits) == 2
     finally:
         server.shutdown()
+
+
+def test_openai_compatible_embedding_calls_are_ledger_rows(
+    api: tuple[str, type[_EmbeddingsServer]],
+) -> None:
+    from ragline.llm.ledger import Ledger
+
+    url, _ = api
+    OpenAICompatibleEmbedder("fake-embed", url, max_retries=0).embed(["a", "b"])
+    rows = [r for r in Ledger().records() if r.purpose == "embedding"]
+    assert len(rows) == 1 and rows[0].outcome == "ok" and rows[0].model == "fake-embed"

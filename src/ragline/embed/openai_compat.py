@@ -63,6 +63,7 @@ class OpenAICompatibleEmbedder:
         self._dim = dim
         self._client = make_client(base_url, api_key, timeout)
         self._max_attempts = max_retries + 1
+        self._ledger: Any = None  # ragline.llm.ledger.Ledger, opened on the first call
 
     @property
     def dim(self) -> int:
@@ -117,9 +118,9 @@ class OpenAICompatibleEmbedder:
         from ragline.llm.retry import RetryExecutor, RetryPolicy
 
         executor = RetryExecutor(RetryPolicy(max_attempts=self._max_attempts))
+        record = self._ledger_recorder()
         try:
-            response, _info = executor.run([self.model], lambda _m: self._attempt(texts),
-                                           lambda _info, _result: None)
+            response, _info = executor.run([self.model], lambda _m: self._attempt(texts), record)
         except ProviderError as exc:
             cause = exc.__cause__
             if isinstance(exc, ServerError) or getattr(cause, "status_code", None):
@@ -130,6 +131,32 @@ class OpenAICompatibleEmbedder:
                 ) from exc
             raise EmbedderError(f"embedding request to {self.base_url} failed: {exc}") from exc
         return response
+
+    def _ledger_recorder(self) -> Any:
+        """Each attempt of one embeddings call becomes a ledger row (purpose "embedding")."""
+        import uuid
+
+        from ragline.llm.ledger import OK, CallRecord, Ledger
+        from ragline.llm.pricing import default_prices
+        from ragline.llm.types import Usage
+
+        if self._ledger is None:
+            self._ledger = Ledger()
+        ledger, call_id = self._ledger, uuid.uuid4().hex
+
+        def record(info: Any, response: Any) -> None:
+            tokens = getattr(getattr(response, "usage", None), "prompt_tokens", 0) or 0
+            usage = Usage(input_tokens=int(tokens))
+            ledger.record(CallRecord(
+                call_id, info.number, "openai-compatible", self.model, "embedding",
+                OK if info.error is None else type(info.error).__name__, usage=usage,
+                cost_usd=default_prices().cost("openai-compatible", self.model, usage)
+                if info.error is None else 0.0,
+                wait_s=info.wait_s, provider_s=info.provider_s,
+                error=info.error.detail if info.error is not None else None,
+            ))
+
+        return record
 
     def _attempt(self, texts: list[str]) -> Any:
         """One request; SDK errors become the LLM layer's typed (retryable or not) errors."""
