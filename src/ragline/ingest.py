@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -178,13 +178,12 @@ class Ingestor:
         self._advance(1, 0, 0)
 
     def _prune(self, root: Path, seen: set[str]) -> None:
-        for path in self.store.files_under(str(root)):
-            if path in seen:
-                continue
+        gone = [p for p in self.store.files_under(str(root)) if p not in seen]
+        for path in gone:
             state = self.store.file_state(path)
             if state is not None:
                 self.summary.removed += self.store.delete_documents(state.doc_ids)
-        self.store.forget_files(p for p in self.store.files_under(str(root)) if p not in seen)
+        self.store.forget_files(gone)
 
     def _fail(self, path: str, reason: str, message: str) -> None:
         self.summary.failed += 1
@@ -283,5 +282,3 @@ def pid_alive(pid: int) -> bool:
         return True
     return True
 
-
-ProgressFactory = Callable[[], IngestProgress]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import tempfile
 import time
+from contextlib import nullcontext
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -82,7 +83,7 @@ def _cold_ingest(dataset: BeirDataset, cfg: RaglineConfig, embedder: Embedder, f
                  say: Any) -> dict[str, Any]:
     say("cold ingest: fresh index, embedding cache bypassed ...")
     index = Index(folder, cfg, embedder=embedder)
-    bypass = embedder.bypass() if isinstance(embedder, CachedEmbedder) else _null()
+    bypass = embedder.bypass() if isinstance(embedder, CachedEmbedder) else nullcontext()
     with bypass:
         summary = index.ingest_documents(dataset.iter_documents())
         say("timing the raw model on the same texts ...")
@@ -97,14 +98,6 @@ def _cold_ingest(dataset: BeirDataset, cfg: RaglineConfig, embedder: Embedder, f
     data["overhead_percent"] = round(100 * (summary.total_seconds / raw_seconds - 1), 1)
     index.close()
     return data
-
-
-class _null:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *exc: object) -> None:
-        return None
 
 
 def _evaluate_mode(index: Index, dataset: BeirDataset, mode: RetrievalMode) -> dict[str, Any]:

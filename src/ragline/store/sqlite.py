@@ -287,10 +287,6 @@ class SQLiteStore:
                 out[str(row[0])] = (str(row[1]), str(row[2]), row[3])
         return out
 
-    def document_ids_for_path(self, source_path: str) -> list[str]:
-        rows = self._conn.execute("SELECT id FROM documents WHERE source_path=?", (source_path,))
-        return [str(r[0]) for r in rows]
-
     def get_document(self, doc_id: str) -> Document | None:
         row = self._conn.execute(
             "SELECT id, text, doc_type, content_hash, title, source_path, modified, headings,"
