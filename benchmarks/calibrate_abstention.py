@@ -1,20 +1,23 @@
-"""Calibrate the retrieval-relevance threshold below which `ragline ask` abstains.
+"""Calibrate when `ragline ask` abstains: a logistic model over answerability signals.
 
-    python benchmarks/calibrate_abstention.py [--json] [--write] [--k 5]
+    python benchmarks/calibrate_abstention.py [--json] [--write] [--k 5] [--support]
 
-Answerable questions: SciFact train claims against the SciFact corpus, and HotpotQA dev-500
-questions against their pooled paragraphs. Unanswerable questions: the same questions asked of the
-wrong corpus (HotpotQA questions against SciFact, SciFact claims against HotpotQA). Every question
-is a positive once and a negative once, so the classes are balanced by construction.
+Three kinds of question, from public data nobody here wrote:
+
+* answerable: HotpotQA dev-500 questions against their pooled paragraphs; SciFact train claims
+  against the SciFact corpus;
+* hard unanswerable: the same questions with their gold passages removed from the hits (the
+  corpus then still holds the HotpotQA authors' distractors, picked to be on topic, or the other
+  SciFact abstracts of the field): plausible, same-topic questions the corpus cannot answer;
+* easy unanswerable: each question set asked of the other corpus.
 
 The split is by question id (sha256, even last hex digit = calibration, odd = held out), so a
-question's positive and negative fall in the same half. The threshold maximises balanced accuracy
-on the calibration half; the figures reported come from the held-out half only. With --write the
-threshold, the embedder id, date, datasets and held-out figures go to
-src/ragline/answer/abstention.json.
-
-Indexes are built once (default config, incremental) under $RAGLINE_HOME/bench/, and embeddings
-are cached by content in $RAGLINE_HOME/cache: run with RAGLINE_HOME unset to reuse the cache.
+question's answerable and unanswerable forms fall in the same half. The model (sklearn logistic
+regression, each kind weighted equally: answerable = hard + easy) and its threshold
+(maximising balanced accuracy of answerable vs hard) are fitted on the calibration half; every
+figure reported comes from the held-out half. `--support` adds the trained verifier's score of
+the question against the hits as a signal. With --write the model, the embedder id and the
+held-out figures go to src/ragline/answer/abstention.json.
 """
 
 from __future__ import annotations
@@ -28,16 +31,19 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ragline.answer.abstention import best_relevance, fit_threshold, rates
+import numpy as np
+
+from ragline.answer.abstention import FEATURES, answerability_signals, fit_threshold
 from ragline.config import RaglineConfig
-from ragline.evaluate.bench import embedder_for
 from ragline.evaluate.datasets import load_beir, load_hotpotqa
 from ragline.index import Index
 from ragline.paths import ragline_home
+from ragline.types import Hit
 
 ROOT = Path(__file__).resolve().parents[1]
 DATASETS = ROOT.parent / "shared" / "datasets"
 OUTPUT = ROOT / "src" / "ragline" / "answer" / "abstention.json"
+KINDS = ("answerable", "hard", "easy")
 
 
 def held_out(question_id: str) -> bool:
@@ -46,68 +52,123 @@ def held_out(question_id: str) -> bool:
 
 def corpus_index(name: str, documents: Any, cfg: RaglineConfig) -> Index:
     folder = ragline_home() / "bench" / f"{name}-{cfg.fingerprint('chunking', 'embedder')}"
-    index = Index(folder, cfg, embedder=embedder_for(cfg, cache_queries=True))
+    index = Index(folder, cfg, embedder=cfg.embedder.build(cache_queries=True))
     summary = index.ingest_documents(documents)
     print(f"{name}: {summary.added} added, {summary.unchanged} unchanged ({folder})",
           file=sys.stderr)
     return index
 
 
-def scores(index: Index, questions: dict[str, str], k: int) -> dict[str, float]:
-    """The best question-chunk cosine over the top-k hits of the configured (hybrid) search."""
-    out = {}
-    for qid, text in questions.items():
-        hits = index.search(text, k=k)
-        out[qid] = best_relevance(text, hits, index.embedder)
-    return out
+def _views(index: Index, other: Index, text: str, gold: set[str], k: int
+           ) -> dict[str, list[Hit]]:
+    hits = index.search(text, k=k + 20)
+    return {"answerable": hits[:k],
+            "hard": [h for h in hits if h.chunk.doc_id not in gold][:k],
+            "easy": other.search(text, k=k)}
 
 
-def split(values: dict[str, float], *, held: bool) -> list[float]:
-    return [v for qid, v in values.items() if held_out(qid) is held]
-
-
-def run(k: int) -> dict[str, Any]:
+def collect(k: int, support: bool) -> tuple[list[dict[str, Any]], str]:
     cfg = RaglineConfig()
     scifact = load_beir(DATASETS / "scifact", split="train")
     hotpot = load_hotpotqa(DATASETS / "hotpotqa-dev500")
-    sci_index = corpus_index("scifact", scifact.iter_documents(), cfg)
-    hot_index = corpus_index(hotpot.name, hotpot.iter_documents(), cfg)
-    started = time.perf_counter()
-    sci_q = {f"scifact:{q}": t for q, t in scifact.queries.items()}
-    hot_q = {f"hotpot:{i.id}": i.question for i in hotpot.items}
-    pos = {**scores(sci_index, sci_q, k), **scores(hot_index, hot_q, k)}
-    neg = {**scores(hot_index, sci_q, k), **scores(sci_index, hot_q, k)}
-    threshold = fit_threshold(split(pos, held=False), split(neg, held=False))
-    per_dataset = {
-        name: rates(
-            [v for q, v in pos.items() if q.startswith(name) and held_out(q)],
-            [v for q, v in neg.items() if q.startswith(name) and held_out(q)],
-            threshold,
-        )
-        for name in ("scifact", "hotpot")
-    }
+    sci = corpus_index("scifact", scifact.iter_documents(), cfg)
+    hot = corpus_index(hotpot.name, hotpot.iter_documents(), cfg)
+    questions = [("hotpot", f"hotpot:{i.id}", i.question, set(i.relevant), hot, sci)
+                 for i in hotpot.items]
+    questions += [("scifact", f"scifact:{q}", t, set(scifact.qrels.get(q, {})), sci, hot)
+                  for q, t in scifact.queries.items() if scifact.qrels.get(q)]
+    rows = []
+    for n, (qset, qid, text, gold, index, other) in enumerate(questions, 1):
+        for kind, hits in _views(index, other, text, gold, k).items():
+            signals = answerability_signals(text, hits, index if kind != "easy" else other,
+                                            with_support=support)
+            rows.append({"set": qset, "id": qid, "kind": kind, "held_out": held_out(qid),
+                         **signals.to_dict()})
+        if n % 200 == 0:
+            print(f"{n}/{len(questions)} questions", file=sys.stderr)
+    return rows, sci.embedder.model_id
+
+
+def _matrix(rows: list[dict[str, Any]], features: tuple[str, ...]) -> np.ndarray:
+    return np.array([[r[f] for f in features] for r in rows], dtype=np.float64)
+
+
+def fit(rows: list[dict[str, Any]], features: tuple[str, ...]) -> tuple[Any, float]:
+    from sklearn.linear_model import LogisticRegression
+
+    train = [r for r in rows if not r["held_out"]]
+    y = np.array([r["kind"] == "answerable" for r in train])
+    counts = {k: sum(r["kind"] == k for r in train) for k in KINDS}
+    weight = np.array([0.5 / counts[r["kind"]] if r["kind"] != "answerable"
+                       else 1.0 / counts["answerable"] for r in train])
+    model = LogisticRegression(C=10.0, max_iter=1000)
+    model.fit(_matrix(train, features), y, sample_weight=weight * len(train))
+    p = model.predict_proba(_matrix(train, features))[:, 1]
+    positives = [float(v) for v, r in zip(p, train, strict=True) if r["kind"] == "answerable"]
+    hard = [float(v) for v, r in zip(p, train, strict=True) if r["kind"] == "hard"]
+    return model, fit_threshold(positives, hard)
+
+
+def figures(rows: list[dict[str, Any]], model: Any, features: tuple[str, ...],
+            threshold: float) -> dict[str, Any]:
+    if not rows:
+        return {}
+    p = model.predict_proba(_matrix(rows, features))[:, 1]
+    out: dict[str, Any] = {}
+    for kind in KINDS:
+        chosen = [v for v, r in zip(p, rows, strict=True) if r["kind"] == kind]
+        answered = float(np.mean(np.asarray(chosen) >= threshold)) if chosen else None
+        key = "false_abstain_rate" if kind == "answerable" else f"abstain_rate_{kind}"
+        out[kind] = {"n": len(chosen), key: None if answered is None else round(1 - answered, 4)}
+    return out
+
+
+def report(rows: list[dict[str, Any]], features: tuple[str, ...], embedder: str, k: int,
+           started: float) -> dict[str, Any]:
+    from sklearn.metrics import roc_auc_score
+
+    model, threshold = fit(rows, features)
+    held = [r for r in rows if r["held_out"]]
+    calib = [r for r in rows if not r["held_out"]]
+    auroc = {}
+    for f in features:
+        pair = [r for r in held if r["kind"] in ("answerable", "hard")]
+        auroc[f] = round(float(roc_auc_score([r["kind"] == "answerable" for r in pair],
+                                             [r[f] for r in pair])), 4)
+    pair = [r for r in held if r["kind"] in ("answerable", "hard")]
+    auroc["model"] = round(float(roc_auc_score(
+        [r["kind"] == "answerable" for r in pair],
+        model.predict_proba(_matrix(pair, features))[:, 1])), 4)
+    from ragline.answer.support_model import SHIPPED_DIR, read_manifest
+
     return {
+        "features": list(features),
+        "weights": [round(float(w), 6) for w in model.coef_[0]],
+        "bias": round(float(model.intercept_[0]), 6),
         "threshold": round(threshold, 4),
-        "embedder": sci_index.embedder.model_id,
-        "signal": f"max cosine(question, chunk) over the top-{k} hits of the default hybrid search",
+        "embedder": embedder,
+        "verifier": read_manifest(SHIPPED_DIR, check_files=False).id
+        if "support" in features else None,
+        "signal": f"logistic P(answerable) over {', '.join(features)} of the top-{k} hits "
+                  "of the default hybrid search",
         "date": dt.date.today().isoformat(),
-        "command": "python benchmarks/calibrate_abstention.py --write",
+        "command": "python benchmarks/calibrate_abstention.py --write"
+                   + (" --support" if "support" in features else ""),
         "datasets": {
-            "answerable": [
-                f"SciFact train claims ({len(sci_q)}) against the SciFact corpus",
-                f"HotpotQA dev-500 questions ({len(hot_q)}) against their pooled paragraphs",
-            ],
-            "unanswerable": [
-                "HotpotQA dev-500 questions against the SciFact corpus",
-                "SciFact train claims against the HotpotQA pooled paragraphs",
-            ],
+            "answerable": ["HotpotQA dev-500 questions against their pooled paragraphs",
+                           "SciFact train claims against the SciFact corpus"],
+            "hard_unanswerable": ["the same questions with their gold passages removed "
+                                  "(HotpotQA's on-topic distractors remain)"],
+            "easy_unanswerable": ["each question set against the other corpus"],
             "split": "sha256(question id) last hex digit even = calibration, odd = held out",
         },
-        "calibration": rates(split(pos, held=False), split(neg, held=False), threshold),
-        "held_out": rates(split(pos, held=True), split(neg, held=True), threshold),
-        "held_out_by_question_set": per_dataset,
-        "config": {"k": k, "search": cfg.search.model_dump(mode="json"),
-                   "chunking": cfg.chunking.model_dump(mode="json")},
+        "calibration": figures(calib, model, features, threshold),
+        "held_out": figures(held, model, features, threshold),
+        "held_out_by_question_set": {
+            s: figures([r for r in held if r["set"] == s], model, features, threshold)
+            for s in ("hotpot", "scifact")},
+        "held_out_auroc_answerable_vs_hard": auroc,
+        "config": {"k": k},
         "seconds": round(time.perf_counter() - started, 1),
     }
 
@@ -115,21 +176,38 @@ def run(k: int) -> dict[str, Any]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--k", type=int, default=5, help="hits per question (as `ragline ask`)")
+    parser.add_argument("--support", action="store_true",
+                        help="add the verifier's score of the question as a signal")
+    parser.add_argument("--rows", type=Path, help="cache the per-question signals here")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT.relative_to(ROOT)}")
     args = parser.parse_args()
-    result = run(args.k)
+    started = time.perf_counter()
+    if args.rows and args.rows.exists():
+        cached = json.loads(args.rows.read_text())
+        rows, embedder = cached["rows"], cached["embedder"]
+    else:
+        rows, embedder = collect(args.k, args.support)
+        if args.rows:
+            args.rows.write_text(json.dumps({"rows": rows, "embedder": embedder}))
+    features = tuple(f for f in FEATURES if f != "support" or args.support)
+    result = report(rows, features, embedder, args.k, started)
     if args.write:
         OUTPUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.json:
         print(json.dumps(result, indent=2))
         return
-    print(f"threshold {result['threshold']} ({result['embedder']})")
+    print(f"P(answerable) threshold {result['threshold']} over {features} ({embedder})")
     for part in ("calibration", "held_out"):
         r = result[part]
-        print(f"{part:>12}: accuracy {r['accuracy']:.3f}  false-abstain "
-              f"{r['false_abstain_rate']:.3f}  false-answer {r['false_answer_rate']:.3f}  "
-              f"(n = {r['n_answerable']} + {r['n_unanswerable']})")
+        print(f"{part:>12}: false abstentions {r['answerable']['false_abstain_rate']:.1%} "
+              f"(n={r['answerable']['n']}), abstains on hard unanswerables "
+              f"{r['hard']['abstain_rate_hard']:.1%} (n={r['hard']['n']}), on wrong-corpus "
+              f"{r['easy']['abstain_rate_easy']:.1%} (n={r['easy']['n']})")
+    for qset, r in result["held_out_by_question_set"].items():
+        print(f"{qset:>12}: false abstentions {r['answerable']['false_abstain_rate']:.1%}, "
+              f"hard {r['hard']['abstain_rate_hard']:.1%}, easy {r['easy']['abstain_rate_easy']:.1%}")
+    print(f"held-out AUROC, answerable vs hard: {result['held_out_auroc_answerable_vs_hard']}")
 
 
 if __name__ == "__main__":

@@ -23,6 +23,7 @@ from ragline.answer.types import (
     JudgeVerdict,
     parse_verify_input,
 )
+from ragline.answer.support import CosineScorer, build_scorer
 from ragline.answer.verify import (
     MemoEmbedder,
     Thresholds,
@@ -53,7 +54,6 @@ def check(sentence: str, cited: list[int], embedder: Embedder, **kw: object) -> 
         sentence,
         texts,
         other_texts=SOURCES,
-        embedder=embedder,
         cited=cited,
         **kw,  # type: ignore[arg-type]
     )
@@ -188,7 +188,7 @@ def test_verify_answer_checks_every_sentence_in_one_batch(embedder: Embedder) ->
         CitedSentence(text="It ran until 1960.", sources=[]),
     ]
     counting = CountingEmbedder(embedder)
-    checks = verify_answer(sentences, SOURCES, embedder=counting)
+    checks = verify_answer(sentences, SOURCES, scorer=CosineScorer(counting))
     assert [c.verdict for c in checks] == [
         ClaimVerdict.SUPPORTED,
         ClaimVerdict.SUPPORTED,
@@ -207,10 +207,10 @@ def test_memo_embedder_embeds_each_text_once(embedder: Embedder) -> None:
 
 
 def test_thresholds_reject_values_out_of_range() -> None:
-    with pytest.raises(ConfigError, match="support"):
-        Thresholds(support=1.5)
-    with pytest.raises(ConfigError, match="strong"):
-        Thresholds(support=0.8, strong=0.5)
+    with pytest.raises(ConfigError, match="quote"):
+        Thresholds(quote=1.5)
+    with pytest.raises(ConfigError, match="weight"):
+        CosineScorer(CountingEmbedder(None), weight=2.0)  # type: ignore[arg-type]
 
 
 def test_strict_mode_turns_flagged_answer_into_abstention(embedder: Embedder) -> None:
@@ -313,7 +313,7 @@ ANSWER = {
 def test_verify_input_numbers_sources_and_finds_uncited_sentences(
     embedder: Embedder, source_index: Index
 ) -> None:
-    checks, labels = commands.verify_input(parse_verify_input(ANSWER), source_index, embedder)
+    checks, labels = commands.verify_input(parse_verify_input(ANSWER), source_index)
     assert labels == {
         1: "chunk:src/temple.txt#0", 2: "doc:src/temple.txt", 3: "chunk:missing#3"}
     assert [c.verdict for c in checks] == [
@@ -424,7 +424,7 @@ def test_planted_errors_are_flagged_on_the_tiny_set(tmp_path: Path, embedder: Em
     )
     for answer in answers:
         checks = verify_answer(
-            [c.sentence for c in answer.claims], answer.source_map(), embedder=embedder
+            [c.sentence for c in answer.claims], answer.source_map()
         )
         for claim, result in zip(answer.claims, checks, strict=True):
             if claim.error in (
@@ -448,18 +448,18 @@ def test_paraphrase_changes_wording_but_keeps_facts() -> None:
 # ---------------------------------------------------------------- real embedding model
 
 
-@pytest.mark.integration
-def test_real_embedder_supports_paraphrase_and_rejects_other_topic() -> None:
-    onnx = pytest.importorskip("ragline.embed.onnx")
-    real = onnx.OnnxEmbedder(threads=1)
+@pytest.mark.parametrize("scorer", ["model", "cosine"])
+def test_verifier_supports_paraphrase_and_rejects_other_topic(scorer: str,
+                                                              embedder: Embedder) -> None:
+    chosen = build_scorer(scorer, embedder=embedder)
     para = verify_claim(
-        "Shirley Temple Black was an American actress and diplomat.", {1: TEMPLE}, embedder=real
+        "Shirley Temple Black was an American actress and diplomat.", {1: TEMPLE}, scorer=chosen
     )
     off = verify_claim(
         "Meet Corliss Archer ran on radio from 1943 to 1956.",
         {1: TEMPLE},
         other_texts={2: ARCHER},
-        embedder=real,
+        scorer=chosen,
     )
     assert para.verdict is ClaimVerdict.SUPPORTED
     assert off.verdict is ClaimVerdict.MISATTRIBUTED
@@ -475,8 +475,8 @@ def test_uncited_sentence_is_attributed_only_when_a_source_supports_it(
                       sources=[]),
         CitedSentence(text="She won four Olympic medals in swimming.", sources=[]),
     ]
-    checks = verify_answer(sentences, SOURCES, embedder=embedder)
-    cited, rechecked = attribute_uncited(sentences, checks, SOURCES, embedder=embedder)
+    checks = verify_answer(sentences, SOURCES)
+    cited, rechecked = attribute_uncited(sentences, checks, SOURCES)
     assert rechecked[0].verdict is ClaimVerdict.ATTRIBUTED and cited[0].sources == [1]
     assert rechecked[1].verdict is ClaimVerdict.NO_CITATION and cited[1].sources == []
 

@@ -267,14 +267,17 @@ def _mount_optional() -> None:
         ("ragline.answer.cli", "chat_command", "command", "chat"),
         ("ragline.llm.commands", "llm_command", "command", "llm"),
         ("ragline.llm.commands", "ledger_app", "typer", "ledger"),
+        ("ragline.train.cli", "train_app", "typer", "train"),
     ]
     import importlib
 
     from ragline.evaluate.answers_cli import eval_answers
     from ragline.evaluate.cli import eval_app
+    from ragline.evaluate.verifier_cli import eval_verifier
 
     if not any(c.name == "answers" for c in eval_app.registered_commands):
         eval_app.command("answers")(eval_answers)
+        eval_app.command("verifier")(eval_verifier)
     for module_name, attr, kind, name in mounts:
         module = importlib.import_module(module_name)
         target: Any = getattr(module, attr)

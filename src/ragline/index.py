@@ -171,6 +171,24 @@ class Index:
         return candidate_lists(query, params, self._derived_index(), self._open(create=False),
                                self.embedder)
 
+    def term_weights(self, text: str) -> list[tuple[str, float]]:
+        """The keyword terms of `text` (as BM25 tokenises them) with their inverse document
+        frequency in this index (Lucene's formula; a term the index never saw weighs most)."""
+        import math
+
+        bm25 = self._derived_index().bm25
+        if bm25 is None:
+            return []
+        terms = list(dict.fromkeys(bm25.query_tokens(text)))
+        n = bm25.num_docs
+        return [(t, math.log(1 + (n - df + 0.5) / (df + 0.5)))
+                for t, df in zip(terms, bm25.document_frequencies(terms), strict=True)]
+
+    def keyword_terms(self, text: str) -> set[str]:
+        """The keyword terms of `text` as BM25 tokenises them (stopwords out, stemmed)."""
+        bm25 = self._derived_index().bm25
+        return set() if bm25 is None else set(bm25.query_tokens(text))
+
     def row_doc_ids(self) -> list[str]:
         """The document id of each row of the derived index ("" for a row deleted since)."""
         derived = self._derived_index()

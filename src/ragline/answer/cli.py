@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ragline.answer.chat import ChatSession, run_chat
+from ragline.answer.support import ScorerKind, build_scorer
 from ragline.answer.types import Answer, ClaimVerdict
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.llm import LLM
@@ -35,6 +36,9 @@ MinRelOpt = Annotated[float | None, typer.Option(
     help="Abstain below this question-chunk cosine (default: the calibrated threshold).")]
 MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens the model may generate.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print Answer JSON on stdout.")]
+VerifierOpt = Annotated[ScorerKind, typer.Option(
+    help="Support scorer of the claim checks: the trained model (default), or cosine/overlap "
+    "for comparison.")]
 
 out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
@@ -77,6 +81,7 @@ def ask_command(
     extractive: ExtractiveOpt = False,
     min_relevance: MinRelOpt = None,
     max_tokens: MaxTokensOpt = 400,
+    verifier: VerifierOpt = ScorerKind.MODEL,
     json_output: JsonOpt = False,
 ) -> None:
     """Answer a question from the index, with verified citations (or abstain)."""
@@ -85,8 +90,10 @@ def ask_command(
         idx = _open_index(index)
         llm = _llm(provider, model, base_url, extractive)
         streamed = _printer() if stream and not json_output else None
+        scorer = None if verifier is ScorerKind.MODEL else build_scorer(verifier)
         answer = idx.ask(question, llm=llm, mode=mode, k=k, strict=strict, extractive=extractive,
-                         stream=streamed, min_relevance=min_relevance, max_tokens=max_tokens)
+                         stream=streamed, min_relevance=min_relevance, max_tokens=max_tokens,
+                         verifier=scorer)
     except RaglineError as exc:
         raise _fail(exc) from exc
     finally:

@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragline.answer.claims import normalize, split_sentences
+from ragline.answer.support import ScorerKind, SupportScorer, build_scorer
 from ragline.answer.types import (
     CitedSentence,
     ClaimCheck,
@@ -25,7 +26,6 @@ from ragline.answer.types import (
     parse_verify_input,
 )
 from ragline.answer.verify import DEFAULT_THRESHOLDS, Thresholds, verify_answer
-from ragline.embed.base import Embedder
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.types import Chunk, Document
 
@@ -86,13 +86,13 @@ def uncited_sentences(answer: str, cited: list[CitedSentence]) -> list[CitedSent
 def verify_input(
     inp: VerifyInput,
     index: SourceLookup,
-    embedder: Embedder,
+    scorer: SupportScorer | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> tuple[list[ClaimCheck], dict[int, str]]:
     """Verify every claim of an answer against the index; also returns the source labels."""
     sentences, texts, labels = number_sources(inp, index)
     sentences += uncited_sentences(inp.answer, sentences)
-    checks = verify_answer(sentences, texts, embedder=embedder, thresholds=thresholds)
+    checks = verify_answer(sentences, texts, scorer=scorer, thresholds=thresholds)
     return checks, labels
 
 
@@ -107,25 +107,24 @@ def _open_index(path: Path) -> SourceLookup:
     return Index(path)
 
 
-def _default_embedder() -> Embedder:
-    # Thresholds were calibrated with this model, whatever embedder the index searches with.
-    from ragline.embed.onnx import OnnxEmbedder
-
-    return OnnxEmbedder()
-
-
 def verify_command(
     answer_json: Annotated[
         Path, typer.Argument(help="Answer file: {question, answer, citations}.")
     ],
     index: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path(".ragline"),
+    verifier: Annotated[ScorerKind, typer.Option(
+        help="Support scorer: the trained model (default), or the old cosine heuristic or "
+        "word overlap, for comparison.")] = ScorerKind.MODEL,
+    no_checks: Annotated[bool, typer.Option(
+        "--no-checks", help="Skip the number, date and name checks.")] = False,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
 ) -> None:
     """Check each cited claim of an answer against the index and print a verdict per claim."""
     console = Console(stderr=True)
     try:
         inp = parse_verify_input(_read(answer_json))
-        checks, labels = verify_input(inp, _open_index(index), _default_embedder())
+        checks, labels = verify_input(inp, _open_index(index), build_scorer(verifier),
+                                      Thresholds(checks=not no_checks))
     except (InvalidAnswerInput, RaglineError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc

@@ -46,6 +46,7 @@ from ragline.answer.prompts import (
     load_prompt,
     source_style,
 )
+from ragline.answer.support import SupportScorer
 from ragline.answer.types import Answer, Citation, CitedSentence, ClaimCheck, GeneratedAnswer
 from ragline.answer.verify import Judge, abstain_if_unsupported, attribute_uncited, verify_answer
 from ragline.errors import ConfigError, EmptyQuery, RaglineError
@@ -137,6 +138,7 @@ class _Run:
     """What one `ask` call has found out so far (timings, usage, notes)."""
 
     question: str
+    scorer: SupportScorer | None = None  # the verifier's support scorer (default: trained model)
     started: float = field(default_factory=time.perf_counter)
     timings: dict[str, float] = field(default_factory=dict)
     usage: dict[str, Any] = field(default_factory=dict)
@@ -170,20 +172,21 @@ def ask(
     max_tokens: int = 400,
     generation: GenerationMode | str | None = None,
     judge: Judge | None = None,
+    verifier: SupportScorer | None = None,
 ) -> Answer:
     """Answer `question` from `index` with cited sentences, each verified against its source.
 
     `llm` defaults to the local model (started for this call, stopped after it). `history`
     (user, assistant) turns rewrite a follow-up into a standalone question before retrieval.
     `min_relevance` overrides the calibrated abstention threshold. `strict` turns an answer with
-    any flagged claim into an abstention. See the module docstring for `generation` and the
-    fallbacks.
+    any flagged claim into an abstention. `verifier` scores support (default: the trained
+    verifier model). See the module docstring for `generation` and the fallbacks.
     """
     if not question or not question.strip():
         raise EmptyQuery("the question is empty: ask something about your documents")
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
-    run = _Run(question)
+    run = _Run(question, scorer=verifier)
     _require_chunks(index)
     owned = None
     if llm is None and not extractive:
@@ -235,7 +238,8 @@ def _answer(
     search_for = _standalone(question, history, llm, run)
     lap = time.perf_counter()
     hits = index.search(search_for, mode=mode, k=k)
-    gate = relevance_gate(search_for, hits, index.embedder, min_relevance=min_relevance)
+    gate = relevance_gate(search_for, hits, index, min_relevance=min_relevance,
+                          scorer=run.scorer)
     lap = run.lap("retrieve_s", lap)
     run.usage["retrieval"] = gate.to_dict()
     if gate.threshold is None:
@@ -357,8 +361,8 @@ def _generate(
         return _abstention(question, hits, reason)
     sentences = _dedupe(generated.sentences, run)
     sources = {n: g.check_text for n, g in enumerate(guarded, 1)}
-    checks = verify_answer(sentences, sources, embedder=index.embedder, judge=judge)
-    sentences, checks = attribute_uncited(sentences, checks, sources, embedder=index.embedder)
+    checks = verify_answer(sentences, sources, scorer=run.scorer, judge=judge)
+    sentences, checks = attribute_uncited(sentences, checks, sources, scorer=run.scorer)
     run.lap("verify_s", lap)
     text = generated.text if mode is GenerationMode.TEXT else _with_markers(sentences)
     return Answer(question=question, text=text, sentences=sentences,

@@ -1,11 +1,13 @@
 """Check each cited claim against the text of the sources it cites, before any LLM judge.
 
-Three cheap checks per claim: (a) the quote, if given, is found verbatim or fuzzily in a cited
-source, with its span; (b) every number, date and name of the claim occurs in the cited text;
-(c) semantic support: the best score of the claim against one sentence of a cited source, a blend
-of embedding cosine and content-word coverage. An optional LLM judge runs only when configured,
-and only on claims that pass (a) and (b). A claim that fails against its cited sources but passes
-against another retrieved source is MISATTRIBUTED.
+Per claim: (a) the quote, if given, is found verbatim or fuzzily in a cited source, with its span;
+(b) every number, date and name of the claim occurs in the cited text; (c) support: a
+`SupportScorer` (`answer/support.py`) scores the claim against the cited sources, by default the
+trained cross-encoder verifier (probability of entailment, max over sentence-aligned chunks).
+(a) and (b) are deterministic extra evidence: a mismatch makes a claim unsupported whatever the
+score. An optional LLM judge runs only when configured, and only on claims that pass (a) and (b).
+A claim that fails against its cited sources but passes against another retrieved source is
+MISATTRIBUTED.
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ from ragline.answer.claims import (
     split_sentences,
     words,
 )
+from ragline.answer.support import Support, SupportScorer, default_scorer
 from ragline.answer.types import (
     Answer,
     CitedSentence,
@@ -46,38 +49,20 @@ Judge = Callable[[str, str], JudgeVerdict]
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """Decision thresholds of verification.
+    """Decision thresholds of verification besides the support scorer's own threshold.
 
-    Defaults were fitted by `benchmarks/verify_planted.py --fit` on the CALIBRATION half of the
-    planted-error set (HotpotQA dev-500 questions whose id hashes to the calibration split; see
-    `ragline.answer.planted`), with the int8 all-MiniLM-L6-v2 embedder; the rates reported for
-    them come from the disjoint EVALUATION half.
-
-    - `support`: a claim whose best combined score against a cited sentence is below it is
-      unsupported by that source;
-    - `strong`: at or above it the claim is SUPPORTED, between `support` and `strong` it is
-      PARTIALLY_SUPPORTED (a warning, not a flag). Fitted as the 95th percentile of the scores of
-      calibration claims that cite a wrong source; on the planted set that fell below `support`,
-      so with the defaults the band is empty and PARTIALLY_SUPPORTED comes only from a judge;
     - `quote`: a quote matching a cited source less than this (rapidfuzz partial ratio, 0-1) is
       treated as not found;
-    - `semantic_weight`: combined score = w * cosine + (1 - w) * content-word coverage.
+    - `checks`: apply the deterministic number, date and name checks (a mismatch makes the
+      claim unsupported whatever its support score).
     """
 
-    support: float = 0.732
-    strong: float = 0.732
     quote: float = 0.8
-    semantic_weight: float = 0.3
+    checks: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("support", "strong", "quote", "semantic_weight"):
-            value = getattr(self, name)
-            if not 0.0 <= value <= 1.0:
-                raise ConfigError(f"Thresholds.{name} must be between 0 and 1, got {value}")
-        if self.strong < self.support:
-            raise ConfigError(
-                f"Thresholds.strong ({self.strong}) must be >= Thresholds.support ({self.support})"
-            )
+        if not 0.0 <= self.quote <= 1.0:
+            raise ConfigError(f"Thresholds.quote must be between 0 and 1, got {self.quote}")
 
 
 DEFAULT_THRESHOLDS = Thresholds()
@@ -188,27 +173,6 @@ def _bare(value: str) -> str:
     return value.removesuffix("%").lstrip("+")
 
 
-@dataclass(frozen=True, slots=True)
-class Support:
-    score: float
-    sentence: str | None
-
-
-def semantic_support(
-    claim: str, sources: Sequence[str], embedder: Embedder, weight: float
-) -> Support:
-    """Best blended score of the claim against any sentence of the sources."""
-    candidates = [s for text in sources for s in source_sentences(text)]
-    if not candidates:
-        return Support(0.0, None)
-    vectors = embedder.embed([claim, *candidates])
-    cosines = np.clip(vectors[1:] @ vectors[0], 0.0, 1.0)
-    lexical = np.array([coverage(claim, s) for s in candidates])
-    combined = weight * cosines + (1.0 - weight) * lexical
-    best = int(np.argmax(combined))
-    return Support(float(combined[best]), candidates[best])
-
-
 # ---------------------------------------------------------------- one claim
 
 
@@ -225,12 +189,12 @@ def _check_sources(
     claim: str,
     texts: Mapping[int, str],
     quote: str | None,
-    embedder: Embedder,
+    scorer: SupportScorer,
     thresholds: Thresholds,
 ) -> _SourceResult:
     joined = "\n\n".join(texts.values())
-    mismatches = consistency_mismatches(claim, joined)
-    support = semantic_support(claim, list(texts.values()), embedder, thresholds.semantic_weight)
+    mismatches = consistency_mismatches(claim, joined) if thresholds.checks else []
+    support = scorer.support(claim, list(texts.values()))
     best_quote: QuoteMatch | None = None
     quote_source: int | None = None
     if quote:
@@ -244,7 +208,7 @@ def _check_sources(
                 f"quote not found in the cited source (best match {best_quote.score:.0%})",
             ]
             quote_source = None  # a failed match is not evidence: no span is reported for it
-    passes = not mismatches and support.score >= thresholds.support
+    passes = not mismatches and support.score >= scorer.threshold
     return _SourceResult(passes, support, mismatches, best_quote, quote_source)
 
 
@@ -253,7 +217,7 @@ def verify_claim(
     cited_texts: Mapping[int, str],
     *,
     other_texts: Mapping[int, str] | None = None,
-    embedder: Embedder,
+    scorer: SupportScorer | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     cited: Sequence[int] | None = None,
     quote: str | None = None,
@@ -263,14 +227,16 @@ def verify_claim(
 
     `cited_texts` maps each cited source number to its text; `cited` lists the numbers the claim
     named (default: the keys of `cited_texts`); a named number with no text is INVALID_SOURCE.
-    `other_texts` are the other retrieved sources, used to detect misattribution.
+    `other_texts` are the other retrieved sources, used to detect misattribution. `scorer`
+    defaults to the trained verifier.
     """
+    scorer = scorer or default_scorer()
     numbers = list(cited) if cited is not None else list(cited_texts)
     valid = {n: cited_texts[n] for n in numbers if n in cited_texts}
     others = {n: t for n, t in (other_texts or {}).items() if n not in valid}
     invalid = [n for n in numbers if n not in cited_texts]
     if not numbers:
-        return _uncited(sentence, others, quote, embedder, thresholds)
+        return _uncited(sentence, others, quote, scorer, thresholds)
     if not valid:
         return ClaimCheck(
             sentence=sentence,
@@ -278,11 +244,11 @@ def verify_claim(
             verdict=ClaimVerdict.INVALID_SOURCE,
             reason=f"cites source {_fmt(invalid)}, which does not exist",
         )
-    result = _check_sources(sentence, valid, quote, embedder, thresholds)
-    verdict, reason, judged = _decide(sentence, valid, result, thresholds, judge)
+    result = _check_sources(sentence, valid, quote, scorer, thresholds)
+    verdict, reason, judged = _decide(sentence, valid, result, scorer, judge)
     supported_by: list[int] = []
     if verdict.is_problem:
-        supported_by = _supporters(sentence, others, quote, embedder, thresholds)
+        supported_by = _supporters(sentence, others, quote, scorer, thresholds)
         if supported_by:
             verdict = ClaimVerdict.MISATTRIBUTED
             reason = f"not supported by {_fmt(list(valid))} but by {_fmt(supported_by)}"
@@ -296,7 +262,7 @@ def _decide(
     sentence: str,
     valid: Mapping[int, str],
     result: _SourceResult,
-    thresholds: Thresholds,
+    scorer: SupportScorer,
     judge: Judge | None,
 ) -> tuple[ClaimVerdict, str, JudgeVerdict | None]:
     if result.mismatches:
@@ -315,14 +281,12 @@ def _decide(
         )
     score = result.support.score
     note = " (judge verdict unmeasured)" if judged is not None else ""
-    if score < thresholds.support:
+    if score < scorer.threshold:
         return (
             ClaimVerdict.UNSUPPORTED,
-            f"support {score:.2f} < {thresholds.support:.2f}" + note,
+            f"support {score:.2f} < {scorer.threshold:.2f}" + note,
             judged,
         )
-    if score < thresholds.strong:
-        return ClaimVerdict.PARTIALLY_SUPPORTED, f"weak support {score:.2f}" + note, judged
     return ClaimVerdict.SUPPORTED, f"support {score:.2f}" + note, judged
 
 
@@ -330,13 +294,14 @@ def _supporters(
     sentence: str,
     others: Mapping[int, str],
     quote: str | None,
-    embedder: Embedder,
+    scorer: SupportScorer,
     thresholds: Thresholds,
 ) -> list[int]:
+    scorer.prefetch([(text, sentence) for text in others.values()])
     return [
         n
         for n, text in others.items()
-        if _check_sources(sentence, {n: text}, quote, embedder, thresholds).passes
+        if _check_sources(sentence, {n: text}, quote, scorer, thresholds).passes
     ]
 
 
@@ -344,10 +309,10 @@ def _uncited(
     sentence: str,
     others: Mapping[int, str],
     quote: str | None,
-    embedder: Embedder,
+    scorer: SupportScorer,
     thresholds: Thresholds,
 ) -> ClaimCheck:
-    supporters = _supporters(sentence, others, quote, embedder, thresholds)
+    supporters = _supporters(sentence, others, quote, scorer, thresholds)
     hint = f"; source {_fmt(supporters)} would support it" if supporters else ""
     return ClaimCheck(
         sentence=sentence,
@@ -396,15 +361,16 @@ def attribute_uncited(
     checks: Sequence[ClaimCheck],
     sources: Mapping[int, str],
     *,
-    embedder: Embedder,
+    scorer: SupportScorer | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
 ) -> tuple[list[CitedSentence], list[ClaimCheck]]:
     """Cite, for each sentence the model left uncited, the source the verifier found supporting it.
 
     Small models often answer from the sources without writing [n] markers. A sentence with no
     citation whose best supporting source passes the full check (quote, numbers, names,
-    semantic support) becomes ATTRIBUTED to that source; anything else keeps NO_CITATION.
+    support) becomes ATTRIBUTED to that source; anything else keeps NO_CITATION.
     """
+    scorer = scorer or default_scorer()
     out_sentences, out_checks = list(sentences), list(checks)
     for i, (sentence, check) in enumerate(zip(sentences, checks, strict=True)):
         if check.verdict is not ClaimVerdict.NO_CITATION or not check.supported_by:
@@ -412,7 +378,7 @@ def attribute_uncited(
         number = check.supported_by[0]
         cited = sentence.model_copy(update={"sources": [number]})
         recheck = verify_claim(cited.text, {number: sources[number]}, other_texts=sources,
-                               embedder=embedder, thresholds=thresholds, cited=[number])
+                               scorer=scorer, thresholds=thresholds, cited=[number])
         if recheck.verdict is ClaimVerdict.SUPPORTED:
             out_sentences[i] = cited
             out_checks[i] = recheck.model_copy(update={
@@ -426,24 +392,25 @@ def verify_answer(
     sentences: Sequence[CitedSentence],
     sources: Mapping[int, str],
     *,
-    embedder: Embedder,
+    scorer: SupportScorer | None = None,
     thresholds: Thresholds = DEFAULT_THRESHOLDS,
     judge: Judge | None = None,
 ) -> list[ClaimCheck]:
     """Verify every sentence of an answer; `sources` maps source numbers [1]..[n] to their text.
 
-    Every claim and source sentence is embedded once, in one batch.
+    Every (cited evidence, claim) pair is scored in one batch before the per-claim decisions.
     """
-    memo = embedder if isinstance(embedder, MemoEmbedder) else MemoEmbedder(embedder)
-    texts = [s.text for s in sentences]
-    texts += [s for text in sources.values() for s in source_sentences(text)]
-    memo.embed(texts)
+    scorer = scorer or default_scorer()
+    scorer.prefetch([
+        ("\n\n".join(sources[n] for n in s.sources if n in sources), s.text)
+        for s in sentences if any(n in sources for n in s.sources)
+    ])
     return [
         verify_claim(
             s.text,
             {n: sources[n] for n in s.sources if n in sources},
             other_texts=sources,
-            embedder=memo,
+            scorer=scorer,
             thresholds=thresholds,
             cited=s.sources,
             quote=s.quote,

@@ -165,7 +165,8 @@ def bundled_model_path() -> Path | None:
 
 
 def default_model_path() -> Path:
-    """`$RAGLINE_LLM_MODEL` if set, else the bundled SmolLM2 GGUF; raises LocalModelError."""
+    """`$RAGLINE_LLM_MODEL` if set, else the default generator once assembled
+    (`ragline models assemble`), else the bundled SmolLM2 GGUF; raises LocalModelError."""
     configured = os.environ.get(MODEL_ENV)
     if configured:
         path = Path(configured).expanduser()
@@ -174,6 +175,11 @@ def default_model_path() -> Path:
                 f"${MODEL_ENV} points to {path}, which is not a file: {_INSTALL_HINT}"
             )
         return path
+    from ragline.llm.packaged import DEFAULT_GENERATOR, find_assembled
+
+    assembled = find_assembled(DEFAULT_GENERATOR)
+    if assembled is not None:
+        return assembled
     bundled = bundled_model_path()
     if bundled is None:
         raise LocalModelError(f"no local model found: {_INSTALL_HINT}")
@@ -429,16 +435,53 @@ def list_command() -> None:
     console = Console()
     console.print(table)
     console.print(f"default model: {_describe_default()}", highlight=False, soft_wrap=True)
+    from ragline.llm.packaged import PACKAGED_MODELS, find_assembled
+
+    for packaged in PACKAGED_MODELS.values():
+        state = "assembled" if find_assembled(packaged.name, folder) else \
+            f"not assembled: {packaged.install_command()} && ragline models assemble " \
+            f"{packaged.name}"
+        console.print(f"packaged: {packaged.name} ({packaged.size / 1e6:,.0f} MB; "
+                      f"{packaged.licence}): {state}", highlight=False, soft_wrap=True)
     known_files = {m.filename for m in KNOWN_MODELS.values()}
+    known_files |= {m.filename for m in PACKAGED_MODELS.values()}
     for extra in cached_models(folder):
         if extra.name not in known_files:
             console.print(f"also cached: {extra}", highlight=False, soft_wrap=True)
 
 
 def _describe_default() -> str:
+    from ragline.llm.packaged import DEFAULT_GENERATOR
+
     try:
         path = default_model_path()
     except LocalModelError as exc:
         return f"none ({exc})"
-    source = f"${MODEL_ENV}" if os.environ.get(MODEL_ENV) else f"bundled in {BUNDLED_MODEL_PACKAGE}"
+    if os.environ.get(MODEL_ENV):
+        source = f"${MODEL_ENV}"
+    elif path.parent == models_dir():
+        source = f"the default generator {DEFAULT_GENERATOR}"
+    else:
+        source = (f"bundled in {BUNDLED_MODEL_PACKAGE}; the stronger default generator is "
+                  f"`ragline models assemble {DEFAULT_GENERATOR}`")
     return f"{path} ({source})"
+
+
+@models_app.command("assemble")
+def assemble_command(
+    name: Annotated[str, typer.Argument(help="a packaged model (see `ragline models list`)")],
+) -> None:
+    """Join a model's installed part packages into one GGUF in the cache, checking its sha256."""
+    from ragline.llm.packaged import assemble
+
+    console = Console(stderr=True)
+    try:
+        with Progress(TextColumn("[bold]assembling"), BarColumn(), DownloadColumn(),
+                      console=console, transient=True) as bar:
+            task = bar.add_task(name, total=None)
+            path = assemble(name, progress=lambda done, total: bar.update(
+                task, completed=done, total=total))
+    except RaglineError as exc:
+        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        raise typer.Exit(code=1) from exc
+    typer.echo(str(path))

@@ -78,6 +78,23 @@ class BM25Index:
         )
         return list(tokenized[0])
 
+    @property
+    def num_docs(self) -> int:
+        return self._size
+
+    def document_frequencies(self, tokens: Sequence[str]) -> list[int]:
+        """How many rows contain each (already tokenised) term; 0 for a term never indexed.
+
+        Read off the precomputed score matrix: a column holds one entry per row with the term.
+        """
+        vocab = self._retriever.vocab_dict
+        indptr = self._retriever.scores["indptr"]
+        out = []
+        for token in tokens:
+            at = vocab.get(token)
+            out.append(0 if at is None else int(indptr[at + 1] - indptr[at]))
+        return out
+
     def scores(self, query: str) -> Scores:
         """BM25 score of every row (0 where no query term matches)."""
         ids = self._retriever.get_tokens_ids(self.query_tokens(query))
