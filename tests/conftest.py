@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -8,6 +10,10 @@ import pytest
 pytest_plugins = ["tests.fakes.support"]
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
+
+# Session-scoped fixtures start before the per-test home below: they must not see the user's
+# state either (an assembled generator there would replace the tests' SmolLM2, say).
+os.environ["RAGLINE_HOME"] = tempfile.mkdtemp(prefix="ragline-test-home-")
 
 
 @pytest.fixture(autouse=True)

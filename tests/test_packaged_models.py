@@ -67,7 +67,7 @@ def test_a_missing_part_names_the_install_command(site: Path, tmp_path: Path) ->
 def test_a_checksum_mismatch_leaves_no_file(site: Path, tmp_path: Path) -> None:
     _install_parts(site, "toyc_part", PARTS)
     model = _model("toyc_part", PARTS, sha="0" * 64)
-    with pytest.raises(PackagedModelError, match="expected .* and 0000"):
+    with pytest.raises(PackagedModelError, match=r"expected .* and 0000"):
         assemble(model, folder=tmp_path / "models")
     assert list((tmp_path / "models").glob("toy.gguf*")) == [tmp_path / "models" / "toy.gguf.lock"]
 

@@ -123,13 +123,14 @@ def verify_command(
     console = Console(stderr=True)
     try:
         inp = parse_verify_input(_read(answer_json))
-        checks, labels = verify_input(inp, _open_index(index), build_scorer(verifier),
+        scorer = build_scorer(verifier)
+        checks, labels = verify_input(inp, _open_index(index), scorer,
                                       Thresholds(checks=not no_checks))
     except (InvalidAnswerInput, RaglineError) as exc:
         console.print(f"[red]error:[/red] {exc}", highlight=False)
         raise typer.Exit(2) from exc
     if json_output:
-        print(json.dumps(report(inp, checks, labels), indent=2))
+        print(json.dumps(report(inp, checks, labels, scorer.name), indent=2))
     else:
         print_checks(checks, labels)
     if any(c.flagged for c in checks):
@@ -143,12 +144,14 @@ def _read(path: Path) -> str:
         raise InvalidAnswerInput(f"cannot read answer file {path}: {exc.strerror}") from exc
 
 
-def report(inp: VerifyInput, checks: list[ClaimCheck], labels: dict[int, str]) -> dict[str, Any]:
+def report(inp: VerifyInput, checks: list[ClaimCheck], labels: dict[int, str],
+           verifier: str | None = None) -> dict[str, Any]:
     flagged = sum(c.flagged for c in checks)
     return {
         "question": inp.question,
         "ok": flagged == 0,
         "flagged": flagged,
+        "verifier": verifier,
         "sources": {str(n): label for n, label in labels.items()},
         "checks": [c.model_dump(mode="json") for c in checks],
     }

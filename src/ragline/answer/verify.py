@@ -404,7 +404,7 @@ def verify_answer(
     scorer.prefetch([
         ("\n\n".join(sources[n] for n in s.sources if n in sources), s.text)
         for s in sentences if any(n in sources for n in s.sources)
-    ])
+    ] + [(text, s.text) for s in sentences if not s.sources for text in sources.values()])
     return [
         verify_claim(
             s.text,

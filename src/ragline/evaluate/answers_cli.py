@@ -158,6 +158,7 @@ def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
     llm = models_[0]
     models = _models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
                                                                    f"{llm.model}"}])
+    models.append(_verifier_model())
     with RunRegistry() as registry:
         manifest = build_manifest(
             {"kind": "answers", "dataset": str(data.path), "settings": settings,
@@ -178,6 +179,15 @@ def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
     return {"run_id": run_id, "dataset": data.name, "questions": len(items),
             "settings": settings, "configs": summary, "comparisons": comparisons,
             "manifest": manifest.to_dict(), "runs": runs, "seed": seed}
+
+
+def _verifier_model() -> dict[str, Any]:
+    """The claim verifier every generated answer is checked with (its files are hashed)."""
+    from ragline.answer.support_model import SHIPPED_DIR, read_manifest
+
+    info = read_manifest(SHIPPED_DIR, check_files=False)
+    return {"id": f"verifier:{info.id}",
+            "files": [str(SHIPPED_DIR / n) for n in ("model.onnx", "tokenizer.json")]}
 
 
 def _run_config(registry: RunRegistry, run_id: str, data: QADataset, items: list[AnswerItem],

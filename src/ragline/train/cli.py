@@ -54,8 +54,9 @@ def train_verifier_command(
     limit: Annotated[int | None, typer.Option(min=1, help="Train on the first N pairs only "
                                               "(a smoke test, not a model).")] = None,
     augment: Annotated[bool, typer.Option(help="Add rule-based hard examples (negation flips, "
-                                          "swapped names, changed counts) to the training split."
-                                          )] = True,
+                                          "swapped names, changed counts) to the training split "
+                                          "(tried: lower dev accuracy, so off by default)."
+                                          )] = False,
     json_output: Annotated[bool, typer.Option("--json")] = False,
 ) -> None:
     """Fine-tune the MiniLM cross-encoder on claim pairs, export ONNX, pick precision and

@@ -212,7 +212,7 @@ def train_verifier(
     say: Say = lambda _: None,
     progress: Progress | None = None,
     limit: int | None = None,
-    augment: bool = True,
+    augment: bool = False,
 ) -> dict[str, Any]:
     """Train, export (fp32 and int8 ONNX), pick precision and threshold on dev, install at `out`.
 
