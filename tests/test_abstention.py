@@ -8,10 +8,8 @@ from ragline.answer.abstention import (
     Calibration,
     best_relevance,
     default_calibration,
-    fit_threshold,
     name_coverage,
     parse_calibration,
-    rates,
     relevance_gate,
     term_coverage,
 )
@@ -23,32 +21,6 @@ from ragline.types import Chunk, Hit
 def hit(text: str, dense: float | None = None, number: int = 1) -> Hit:
     chunk = Chunk(f"c{number}", f"d{number}", 0, text, 0, len(text))
     return Hit(chunk, 1.0, number, dense_score=dense, dense_rank=1 if dense is not None else None)
-
-
-def test_fit_threshold_separates_disjoint_scores_at_the_gap() -> None:
-    threshold = fit_threshold([0.6, 0.7, 0.8], [0.1, 0.2, 0.3])
-    assert 0.3 < threshold < 0.6
-    assert rates([0.6, 0.7, 0.8], [0.1, 0.2, 0.3], threshold)["accuracy"] == 1.0
-
-
-def test_fit_threshold_maximises_balanced_accuracy_on_overlap() -> None:
-    positives = [0.40, 0.50, 0.55, 0.60, 0.70]
-    negatives = [0.20, 0.30, 0.45, 0.52]
-    threshold = fit_threshold(positives, negatives)
-    best = rates(positives, negatives, threshold)["accuracy"]
-    for other in (0.25, 0.35, 0.48, 0.53, 0.65):
-        assert rates(positives, negatives, other)["accuracy"] <= best
-
-
-def test_fit_threshold_needs_both_classes() -> None:
-    with pytest.raises(ConfigError, match="both"):
-        fit_threshold([0.5], [])
-
-
-def test_rates_count_false_abstentions_and_false_answers() -> None:
-    r = rates([0.2, 0.8], [0.1, 0.9], 0.5)
-    assert r == {"n_answerable": 2, "n_unanswerable": 2, "accuracy": 0.5,
-                 "false_abstain_rate": 0.5, "false_answer_rate": 0.5}
 
 
 def test_best_relevance_uses_dense_scores_when_the_dense_retriever_found_the_chunk(

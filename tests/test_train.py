@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from ragline.answer.support_model import SupportModel, read_manifest
 from ragline.cli import _mount_optional, app
-from ragline.train.cross_encoder import Pair, TrainConfig, length_batches
+from ragline.train.cross_encoder import TrainConfig, length_batches
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
@@ -105,4 +105,3 @@ def test_interrupted_training_resumes_and_keeps_the_old_model(tmp_path: Path,
     train_verifier([data], out, config=config)
     assert seen[0] == 5  # resumed after the checkpoint at step 4
     assert not (out / "previous.txt").exists() and (out / "manifest.json").exists()
-    assert Pair("a", "b", 1.0).label == 1.0

@@ -265,38 +265,3 @@ def uncalibrated_note(embedder_id: str, calibration: Calibration | None = None) 
         "retrieval relevance was not gated. Pass --min-relevance or rerun "
         "benchmarks/calibrate_abstention.py with this embedder"
     )
-
-
-def fit_threshold(positives: Sequence[float], negatives: Sequence[float]) -> float:
-    """The threshold that maximises balanced accuracy (answer when score >= threshold).
-
-    Candidate cuts lie midway between neighbouring observed scores; when several cuts tie for
-    the best balanced accuracy, the median of the tied cuts is taken."""
-    if not positives or not negatives:
-        raise ConfigError("fit_threshold needs both answerable and unanswerable examples")
-    pos = np.sort(np.asarray(positives, dtype=np.float64))
-    neg = np.sort(np.asarray(negatives, dtype=np.float64))
-    scores = np.unique(np.concatenate([pos, neg]))
-    cuts = np.concatenate([[scores[0] - 1e-6], (scores[:-1] + scores[1:]) / 2, [scores[-1] + 1e-6]])
-    tpr = 1.0 - np.searchsorted(pos, cuts, side="left") / len(pos)
-    tnr = np.searchsorted(neg, cuts, side="left") / len(neg)
-    balanced = (tpr + tnr) / 2
-    best = np.flatnonzero(np.isclose(balanced, balanced.max()))
-    return float(np.median(cuts[best]))
-
-
-def rates(positives: Sequence[float], negatives: Sequence[float], threshold: float) -> dict[str, Any]:
-    """Accuracy, false-abstain rate (answerable, abstained) and false-answer rate (unanswerable,
-    answered) of a threshold on a labelled set."""
-    pos = np.asarray(positives, dtype=np.float64)
-    neg = np.asarray(negatives, dtype=np.float64)
-    false_abstain = float(np.mean(pos < threshold)) if pos.size else 0.0
-    false_answer = float(np.mean(neg >= threshold)) if neg.size else 0.0
-    correct = int(np.sum(pos >= threshold) + np.sum(neg < threshold))
-    return {
-        "n_answerable": int(pos.size),
-        "n_unanswerable": int(neg.size),
-        "accuracy": round(correct / max(1, pos.size + neg.size), 4),
-        "false_abstain_rate": round(false_abstain, 4),
-        "false_answer_rate": round(false_answer, 4),
-    }

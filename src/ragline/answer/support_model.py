@@ -55,7 +55,7 @@ class ModelInfo:
         return str(self.manifest.get("model_id", self.path.name))
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -85,7 +85,7 @@ def read_manifest(path: Path, *, check_files: bool = True) -> ModelInfo:
                 raise VerifierModelError(
                     f"verifier model file {file} is missing (expected sha256 {expected}); "
                     "reinstall ragline or rebuild it with `ragline train verifier`")
-            actual = _sha256(file)
+            actual = sha256_file(file)
             if actual != expected:
                 raise VerifierModelError(
                     f"verifier model file {file} is damaged: sha256 {actual}, expected "

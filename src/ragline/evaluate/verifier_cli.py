@@ -77,7 +77,7 @@ def eval_verifier(
             {"kind": "verifier", "dataset": str(dataset), "split": split, "limit": limit,
              "verifiers": [c.name for c in configs], "threshold": threshold,
              "ragline": __version__}, data.hash, _models(runs), seed)
-        run_id = registry.start_run("verifier", _name(data, split), manifest)
+        run_id = registry.start_run("verifier", data.name, manifest)
         for run in runs:
             registry.add_query_results(run_id, run.config.name, [
                 QueryResult(qid, values, run.seconds / max(1, len(pairs)))
@@ -97,10 +97,6 @@ def eval_verifier(
                                **summary[configs[0].name]}, indent=2))
         return
     _print(run_id, data, summary, comparisons)
-
-
-def _name(data: ClaimSet, split: str) -> str:
-    return data.name
 
 
 def _run(config: VerifierConfig, pairs: list[Any], say: Any) -> VerifierRun:

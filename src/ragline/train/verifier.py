@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from ragline.answer.support import COSINE_THRESHOLD
-from ragline.answer.support_model import SupportModel, chunk_spans
+from ragline.answer.support_model import SupportModel, chunk_spans, sha256_file
 from ragline.evaluate.claim_data import ClaimPair, is_scifact, load_claim_jsonl, load_scifact_claims
 from ragline.evaluate.verifier_metrics import best_threshold, verifier_scores
 from ragline.train.cross_encoder import (
@@ -45,7 +45,6 @@ from ragline.train.cross_encoder import (
     export_onnx,
     load_tokenizer,
     quantize_int8,
-    sha256_file,
     train,
 )
 
