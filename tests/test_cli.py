@@ -144,3 +144,18 @@ def test_every_documented_command_is_mounted() -> None:
     for command in ("ingest", "search", "ask", "chat", "verify", "llm", "ledger", "models",
                     "runs", "datasets", "eval", "tune", "bench", "stats"):
         assert command in top, command
+
+
+def test_llm_settings_come_from_the_config_file_and_flags(tmp_path: Path) -> None:
+    config = tmp_path / "llm.toml"
+    config.write_text('[llm]\nprovider = "openai-compatible"\nbase_url = "http://127.0.0.1:9/v1"\n'
+                      "model = \"m\"\ntimeout = 2\nmax_attempts = 1\n")
+    result = ragline("llm", "hi", "--config", str(config), check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "127.0.0.1:9" in result.stderr and "--base-url" in result.stderr
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[llm]\ntimeoutt = 2\n")
+    result = ragline("llm", "hi", "--config", str(bad), check=False)
+    assert result.returncode == 2 and "valid keys in [llm]" in result.stderr
+    result = ragline("llm", "hi", "--config", str(config), "--timeout", "-1", check=False)
+    assert result.returncode == 2 and "Traceback" not in result.stderr

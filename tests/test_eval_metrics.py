@@ -122,3 +122,15 @@ def test_latency_summary_percentiles() -> None:
 def test_latency_summary_rejects_empty_input() -> None:
     with pytest.raises(MetricsError):
         latency_summary([])
+
+
+def test_mrr_at_10_applies_its_cutoff() -> None:
+    """Hand-computed: the only relevant document at rank 11 scores 0 for MRR@10 (1/11 for MRR),
+    at rank 3 it scores 1/3; pytrec_eval alone would give 1/11 for the first."""
+    run = {f"d{i}": float(100 - i) for i in range(1, 13)}  # d1 at rank 1 ... d12 at rank 12
+    qrels = {"late": {"d11": 1}, "early": {"d3": 1}}
+    scores = evaluate_run(qrels, {"late": run, "early": run}, parse_measures(["RR@10", "RR"]))
+    assert scores.per_query["late"]["RR@10"] == 0.0
+    assert scores.per_query["late"]["RR"] == pytest.approx(1 / 11)
+    assert scores.per_query["early"]["RR@10"] == pytest.approx(1 / 3)
+    assert scores.means["RR@10"] == pytest.approx(1 / 6)

@@ -206,3 +206,34 @@ def test_async_stream_retries_truncated_stream(setup: Any) -> None:
 
     assert asyncio.run(collect()) == "Hello from the fake server"
     assert outcomes(llm) == ["StreamInterrupted", "ok"]
+
+
+def test_a_slow_or_retried_call_says_what_it_waits_for(
+    setup: Any, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    from ragline.llm import client
+
+    _, server, _, llm = setup
+    monkeypatch.setattr(client, "WAIT_NOTICE_S", 0.1)
+    server.push_fault(Fault(FaultKind.DELAY, delay=1.0))
+    with caplog.at_level(logging.WARNING, logger="ragline"):
+        assert llm.complete("hi", timeout=0.5).attempts == 2
+    host = server.base_url.split("//", 1)[1].split("/", 1)[0]
+    messages = [r.getMessage() for r in caplog.records]
+    assert f"waiting for {host} (attempt 1/3)..." in messages  # the hanging first attempt
+    assert f"waiting for {host} (attempt 2/3)..." in messages  # the retry, at once
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ragline"):
+        stream_text(llm)
+    assert not caplog.records, "a quick call is not announced"
+
+
+def test_error_hints_name_flags_and_config_keys_that_exist() -> None:
+    from ragline.config import RaglineConfig
+    from ragline.llm import ConnectionLost, Timeout
+
+    assert "--timeout" in Timeout.hint and "[llm] timeout" in Timeout.hint
+    assert "--base-url" in ConnectionLost.hint
+    assert {"timeout", "base_url", "api_key_env"} <= set(RaglineConfig().llm.model_dump())

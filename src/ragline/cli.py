@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import sys
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -33,10 +34,35 @@ class _Group(typer.core.TyperGroup):
     """Turns a RaglineError into its message and exit code 2, instead of a traceback."""
 
     def invoke(self, ctx: Any) -> Any:
+        import sqlite3
+
+        _show_notes()
         try:
             return super().invoke(ctx)
         except RaglineError as exc:
             fail(str(exc))
+        except sqlite3.DatabaseError as exc:  # a ragline database other than an index's
+            from ragline.store.sqlite import is_damage
+
+            if not is_damage(exc):
+                raise
+            fail(f"a ragline database is damaged ({exc}); `ragline doctor --index DIR` checks "
+                 "an index, and a damaged cache in $RAGLINE_HOME can be deleted")
+
+
+class _NoteHandler(logging.Handler):
+    """Warnings of the `ragline` logger (a rebuilt file, a skipped row) as `note:` lines."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        err_console.print(Text.assemble(("note: ", "yellow"), record.getMessage()),
+                          soft_wrap=True, highlight=False)
+
+
+def _show_notes() -> None:
+    logger = logging.getLogger("ragline")
+    if not any(isinstance(h, _NoteHandler) for h in logger.handlers):
+        logger.addHandler(_NoteHandler(logging.WARNING))
+        logger.propagate = False
 
 
 app = typer.Typer(
@@ -124,12 +150,16 @@ def ingest(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for another ingest's lock (0: fail at once).")
     ] = 0.0,
+    decode_errors: Annotated[str | None, typer.Option(
+        help="Text that is not valid UTF-8: strict (fail the file) or replace (U+FFFD).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest documents (txt, md, html, pdf, docx, jsonl) into an index; re-runs are incremental."""
     cfg = _config(config)
-    if max_file_size is not None:
-        cfg = (cfg or Index(index).config).merged({"max_file_bytes": max_file_size})
+    overrides: dict[str, Any] = {"max_file_bytes": max_file_size, "decode_errors": decode_errors}
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if overrides:
+        cfg = (cfg or Index(index).config).merged(overrides)
     idx = Index(index, cfg)
     show = not json_output and sys.stderr.isatty()
     with _ingest_progress(show) as progress:
@@ -226,6 +256,31 @@ def stats(index: IndexOption = DEFAULT_INDEX, json_output: JsonOption = False) -
         return
     for key, value in data.items():
         console.print(f"{key:>14}: {value}")
+
+
+@app.command()
+def doctor(
+    index: IndexOption = DEFAULT_INDEX,
+    repair: Annotated[bool, typer.Option(
+        help="Rebuild damaged search files, salvage a damaged database (the damaged file is "
+             "kept), clear stale records.")] = False,
+    json_output: JsonOption = False,
+) -> None:
+    """Check an index (SQLite integrity, vectors, search files, failures, lock); exit 1 if broken."""
+    from ragline.store.doctor import PROBLEM, REPAIRED, diagnose
+
+    report = diagnose(index, repair=repair)
+    if json_output:
+        typer.echo(json.dumps(report.to_dict(), indent=2))
+    else:
+        style = {PROBLEM: "bold red", REPAIRED: "yellow"}
+        for f in report.findings:
+            console.print(Text.assemble((f"{f.status:>8}", style.get(f.status, "green")),
+                                        f"  {f.check}: {f.detail}"), soft_wrap=True)
+            if f.fix:
+                console.print(Text(f"          fix: {f.fix}", style="dim"), soft_wrap=True)
+    if not report.healthy:
+        raise typer.Exit(1)
 
 
 # -- benchmarks -------------------------------------------------------------------------------

@@ -4,6 +4,7 @@
     [embedder]  which embedding model         (provider, model, base_url, threads, ...)
     [bm25]      keyword index parameters      (k1, b, stopwords, stemmer)
     [search]    default search behaviour      (mode, fusion, rrf_k, alpha, depth, k)
+    [llm]       the answer model              (provider, model, base_url, timeout, ...)
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError
+from ragline.llm.config import LLMConfig
 from ragline.types import FusionMethod, RetrievalMode
 
 
@@ -93,7 +95,11 @@ class RaglineConfig(_Section):
     embedder: EmbedderSettings = EmbedderSettings()
     bm25: BM25Settings = BM25Settings()
     search: SearchSettings = SearchSettings()
+    llm: LLMConfig = LLMConfig()
     max_file_bytes: int = Field(50 * 2**20, gt=0)
+    decode_errors: Literal["strict", "replace"] = Field(
+        "strict", description="a text file that is not valid UTF-8: fail it, or load it with "
+        "U+FFFD in place of the bad bytes")
     name: str | None = None
 
     def fingerprint(self, *sections: str) -> str:

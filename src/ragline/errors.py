@@ -61,3 +61,7 @@ class EmbedderError(RaglineError):
 
 class DatasetError(RaglineError):
     """An evaluation dataset is missing a file or is malformed."""
+
+
+class IndexDamaged(RaglineError):
+    """The index database is damaged (not merely stale): `ragline doctor` checks and repairs it."""

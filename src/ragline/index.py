@@ -2,27 +2,49 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
+import sqlite3
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, ParamSpec, TypeVar
 
 from filelock import FileLock, Timeout
 
 from ragline.config import RaglineConfig, parse_config
 from ragline.embed.base import Embedder
-from ragline.errors import ConfigError, IndexLocked
+from ragline.errors import ConfigError, IndexDamaged, IndexLocked
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.search import SearchParams, candidate_lists, search
 from ragline.store.derived import DerivedIndex, load_or_build
 from ragline.store.keyword import BM25Config
-from ragline.store.sqlite import SQLiteStore
+from ragline.store.sqlite import SQLiteStore, damage_message, is_damage
 from ragline.types import Chunk, Document, FusionMethod, Hit, RetrievalMode
 
 DEFAULT_INDEX = Path(".ragline")
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
+    """Turn SQLite's "database disk image is malformed" into IndexDamaged naming the fix."""
+
+    @functools.wraps(method)
+    def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+        try:
+            return method(*args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if not is_damage(exc):
+                raise
+            index = args[0]
+            assert isinstance(index, Index)
+            raise IndexDamaged(damage_message(index.path, exc)) from exc
+
+    return wrapper
 
 
 class Index:
@@ -87,6 +109,7 @@ class Index:
 
     # -- ingest -----------------------------------------------------------------------------
 
+    @_guarded
     def ingest(
         self,
         paths: str | Path | Sequence[str | Path],
@@ -99,8 +122,11 @@ class Index:
         items = [paths] if isinstance(paths, str | Path) else list(paths)
         with self._write_lock(lock_timeout):
             ingestor = self._ingestor(progress)
-            return ingestor.ingest_paths([Path(p) for p in items], prune=prune)
+            summary = ingestor.ingest_paths([Path(p) for p in items], prune=prune)
+            self._derived_index()  # built now, or checked and repaired: never a silent "ok"
+            return summary
 
+    @_guarded
     def ingest_documents(
         self,
         documents: Iterable[Document],
@@ -110,10 +136,13 @@ class Index:
     ) -> IngestSummary:
         """Ingest in-memory documents (e.g. a BEIR corpus); unchanged ones are skipped."""
         with self._write_lock(lock_timeout):
-            return self._ingestor(progress).ingest_documents(documents)
+            summary = self._ingestor(progress).ingest_documents(documents)
+            self._derived_index()
+            return summary
 
     def _ingestor(self, progress: IngestProgress | None) -> Ingestor:
         store = self._open(create=True)
+        store.raise_if_damaged(quick=True)  # an "unchanged" ingest must not hide a broken file
         config = self.config
         self._check_embedder(store)
         store.set_meta("config", config.model_dump_json())
@@ -123,6 +152,7 @@ class Index:
             store, self.embedder,
             chunking_config(c.strategy, c.chunk_tokens, c.overlap_tokens, c.record_max_tokens),
             settings=self._settings_fingerprint(), max_file_bytes=config.max_file_bytes,
+            decode_errors=config.decode_errors,
             progress=progress,
         )
 
@@ -132,6 +162,7 @@ class Index:
 
     # -- search -----------------------------------------------------------------------------
 
+    @_guarded
     def search(
         self,
         query: str,
@@ -160,6 +191,7 @@ class Index:
         return search(query, params, self._derived_index(), self._open(create=False),
                       self.embedder)
 
+    @_guarded
     def candidates(
         self, query: str, *, mode: RetrievalMode | str = RetrievalMode.HYBRID, depth: int = 100
     ) -> dict[str, list[tuple[int, float]]]:
@@ -171,6 +203,7 @@ class Index:
         return candidate_lists(query, params, self._derived_index(), self._open(create=False),
                                self.embedder)
 
+    @_guarded
     def term_weights(self, text: str) -> list[tuple[str, float]]:
         """The keyword terms of `text` (as BM25 tokenises them) with their inverse document
         frequency in this index (Lucene's formula; a term the index never saw weighs most)."""
@@ -184,11 +217,13 @@ class Index:
         return [(t, math.log(1 + (n - df + 0.5) / (df + 0.5)))
                 for t, df in zip(terms, bm25.document_frequencies(terms), strict=True)]
 
+    @_guarded
     def keyword_terms(self, text: str) -> set[str]:
         """The keyword terms of `text` as BM25 tokenises them (stopwords out, stemmed)."""
         bm25 = self._derived_index().bm25
         return set() if bm25 is None else set(bm25.query_tokens(text))
 
+    @_guarded
     def row_doc_ids(self) -> list[str]:
         """The document id of each row of the derived index ("" for a row deleted since)."""
         derived = self._derived_index()
@@ -230,18 +265,23 @@ class Index:
 
     # -- lookups ----------------------------------------------------------------------------
 
+    @_guarded
     def get_chunk(self, chunk_id: str) -> Chunk | None:
         stored = self._open(create=False).get_chunk(chunk_id)
         return None if stored is None else stored.chunk
 
+    @_guarded
     def get_document(self, doc_id: str) -> Document | None:
         return self._open(create=False).get_document(doc_id)
 
+    @_guarded
     def count_chunks(self) -> int:
         return self._open(create=False).count_chunks()
 
+    @_guarded
     def stats(self) -> dict[str, Any]:
         store = self._open(create=False)
+        store.raise_if_damaged(quick=True)
         size = sum(f.stat().st_size for f in self.path.rglob("*") if f.is_file())
         return {
             "path": str(self.path), "documents": store.count_documents(),

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragline.documents.chunking import ChunkingConfig, ChunkStrategy, chunk_documents
-from ragline.documents.loaders import iter_files, load_file_report
+from ragline.documents.loaders import DecodeErrors, iter_files, load_file_report
 from ragline.embed.base import Embedder
 from ragline.errors import DocumentError, RaglineError
 from ragline.store.sqlite import FileState, SQLiteStore
@@ -93,10 +93,12 @@ class Ingestor:
         *,
         settings: str,
         max_file_bytes: int,
+        decode_errors: DecodeErrors = "strict",
         progress: IngestProgress | None = None,
     ) -> None:
         self.store, self.embedder, self.chunking = store, embedder, chunking
         self.settings, self.max_file_bytes, self.progress = settings, max_file_bytes, progress
+        self.decode_errors = decode_errors
         self.summary = IngestSummary()
         self._pending: list[tuple[Document, list[Chunk]]] = []
         self._pending_files: list[tuple[str, FileState]] = []
@@ -157,7 +159,8 @@ class Ingestor:
         self.store.clear_failures(key)
         with _Timer(self.summary, "load"):
             try:
-                result = load_file_report(path, root=id_root, max_file_bytes=self.max_file_bytes)
+                result = load_file_report(path, root=id_root, max_file_bytes=self.max_file_bytes,
+                                          decode_errors=self.decode_errors)
             except DocumentError as exc:
                 self._fail(key, exc.reason, exc.message)
                 self._advance(1, 0, 0)

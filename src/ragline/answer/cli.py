@@ -21,13 +21,19 @@ from ragline.answer.support import ScorerKind, build_scorer
 from ragline.answer.types import Answer, ClaimVerdict
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.llm import LLM
+from ragline.llm.config import LLMConfig, build_llm, llm_settings
 from ragline.types import RetrievalMode
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
-ProviderOpt = Annotated[str, typer.Option(
-    help="LLM provider: local, openai, anthropic or openai-compatible.")]
+ConfigOpt = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="TOML configuration ([llm], [search], ...).")]
+ProviderOpt = Annotated[str | None, typer.Option(
+    help="LLM provider: local, openai, anthropic or openai-compatible (default: [llm] provider, "
+    "else local).")]
 ModelOpt = Annotated[str | None, typer.Option(help="Model name (default: the provider's).")]
 BaseUrlOpt = Annotated[str | None, typer.Option(help="Base URL of an OpenAI-compatible server.")]
+TimeoutOpt = Annotated[float | None, typer.Option(
+    min=0.001, help="Seconds per model attempt (default: [llm] timeout, 60).")]
 KOpt = Annotated[int, typer.Option("--k", "-k", help="Sources given to the model.")]
 ModeOpt = Annotated[RetrievalMode | None, typer.Option(help="bm25, dense or hybrid.")]
 StrictOpt = Annotated[bool, typer.Option(help="Abstain when any claim fails verification.")]
@@ -44,23 +50,24 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _open_index(path: Path) -> Any:
+def _open_index(path: Path, config: Path | None = None) -> Any:
     if not (path / "ragline.sqlite").exists():
         raise IndexNotFound(
             f"no index at {path}; build one with `ragline ingest DOCS --index {path}` "
             "or pass --index DIR"
         )
+    from ragline.config import load_config
     from ragline.index import Index
 
-    return Index(path)
+    return Index(path, load_config(config) if config is not None else None)
 
 
-def _llm(provider: str, model: str | None, base_url: str | None, extractive: bool) -> LLM | None:
+def _llm(settings: LLMConfig, extractive: bool) -> LLM | None:
     """None for extractive answers and for the default local model (the pipeline starts it and
     falls back to an extractive answer, with a note, when it cannot)."""
-    if extractive or (provider == "local" and model is None and base_url is None):
+    if extractive or settings.is_default_local:
         return None
-    return LLM(provider, model, base_url=base_url)
+    return build_llm(settings)
 
 
 def _fail(exc: RaglineError) -> typer.Exit:
@@ -71,9 +78,11 @@ def _fail(exc: RaglineError) -> typer.Exit:
 def ask_command(
     question: Annotated[str, typer.Argument(help="The question to answer from the index.")],
     index: IndexOpt = Path(".ragline"),
-    provider: ProviderOpt = "local",
+    config: ConfigOpt = None,
+    provider: ProviderOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
     k: KOpt = 5,
     mode: ModeOpt = None,
     stream: Annotated[bool, typer.Option(help="Print the answer as it is generated.")] = False,
@@ -87,8 +96,10 @@ def ask_command(
     """Answer a question from the index, with verified citations (or abstain)."""
     llm = None
     try:
-        idx = _open_index(index)
-        llm = _llm(provider, model, base_url, extractive)
+        idx = _open_index(index, config)
+        settings = llm_settings(config, provider=provider, model=model, base_url=base_url,
+                                timeout=timeout)
+        llm = _llm(settings, extractive)
         streamed = _printer() if stream and not json_output else None
         scorer = None if verifier is ScorerKind.MODEL else build_scorer(verifier)
         answer = idx.ask(question, llm=llm, mode=mode, k=k, strict=strict, extractive=extractive,
@@ -107,9 +118,11 @@ def ask_command(
 
 def chat_command(
     index: IndexOpt = Path(".ragline"),
-    provider: ProviderOpt = "local",
+    config: ConfigOpt = None,
+    provider: ProviderOpt = None,
     model: ModelOpt = None,
     base_url: BaseUrlOpt = None,
+    timeout: TimeoutOpt = None,
     k: KOpt = 5,
     mode: ModeOpt = None,
     strict: StrictOpt = False,
@@ -120,10 +133,12 @@ def chat_command(
     """Chat with the index: one question per line, follow-ups rewritten; /reset, /exit."""
     llm = None
     try:
-        idx = _open_index(index)
-        llm = _llm(provider, model, base_url, extractive)
+        idx = _open_index(index, config)
+        settings = llm_settings(config, provider=provider, model=model, base_url=base_url,
+                                timeout=timeout)
+        llm = _llm(settings, extractive)
         if llm is None and not extractive:
-            llm = LLM("local")  # one server for the whole conversation
+            llm = build_llm(settings)  # one local server for the whole conversation
         options = {"mode": mode, "k": k, "strict": strict, "extractive": extractive,
                    "min_relevance": min_relevance, "max_tokens": max_tokens}
         session = ChatSession(idx, llm=llm, options=options)

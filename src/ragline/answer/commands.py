@@ -14,6 +14,7 @@ from typing import Annotated, Any, Protocol
 import typer
 from rapidfuzz import fuzz
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragline.answer.claims import normalize, split_sentences
@@ -127,7 +128,7 @@ def verify_command(
         checks, labels = verify_input(inp, _open_index(index), scorer,
                                       Thresholds(checks=not no_checks))
     except (InvalidAnswerInput, RaglineError) as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     if json_output:
         print(json.dumps(report(inp, checks, labels, scorer.name), indent=2))

@@ -265,7 +265,8 @@ def _decode(data: bytes, rel: str, errors: DecodeErrors, encoding: str | None) -
             "encoding",
             f"not valid {codec} at byte offset {offset} "
             f"({bytes(data[offset : offset + 4])!r}); convert the file to UTF-8, "
-            "or pass decode_errors='replace' to load it with U+FFFD in place of bad bytes",
+            "or ingest with --decode-errors replace (config key decode_errors) to load it with "
+            "U+FFFD in place of the bad bytes",
         ) from exc
     except LookupError as exc:
         raise DocumentError(

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragline import __version__
@@ -59,8 +60,9 @@ def _qa_dataset(path: Path) -> QADataset:
     return data
 
 
-def _llm(provider: str, model: str | None, base_url: str | None, ledger: RecordingLedger) -> LLM:
-    return LLM(provider, model, base_url=base_url, ledger=ledger)
+def _llm(provider: str, model: str | None, base_url: str | None, ledger: RecordingLedger,
+         timeout: float | None = None) -> LLM:
+    return LLM(provider, model, base_url=base_url, ledger=ledger, timeout=timeout or 60.0)
 
 
 def _temperature(given: float | None, repeats: int) -> float:
@@ -76,6 +78,8 @@ def eval_answers(
     provider: Annotated[str, typer.Option(help="LLM provider of the answers.")] = "local",
     model: Annotated[str | None, typer.Option(help="Answer model (default per provider).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Base URL of the answer model.")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="Seconds per model attempt (default 60).")] = None,
     extractive: Annotated[bool, typer.Option(help="Extractive answers: no LLM.")] = False,
     judge_provider: Annotated[str | None, typer.Option(help="Judge provider (enables the judge).")] = None,
     judge_model: Annotated[str | None, typer.Option(help="Judge model (enables the judge).")] = None,
@@ -99,7 +103,7 @@ def eval_answers(
         data = _qa_dataset(dataset)
         items = answer_items(data, limit)
     except RaglineError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(2) from exc
     say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
     settings: dict[str, Any] = {
@@ -117,11 +121,13 @@ def eval_answers(
             ledger = RecordingLedger()
             stack.callback(ledger.close)
             llm = None if extractive else stack.enter_context(
-                _llm(provider, model, base_url, ledger))
+                _llm(provider, model, base_url, ledger, timeout))
+            if llm is not None:  # the model that answered, also when it is the local default
+                settings["model"] = llm.model
             judge = _judge(stack, settings["judge"], provider, judge_base_url, ledger, seed)
             result = _run(data, items, configs, settings, (llm, judge, ledger), seed, say)
     except RaglineError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
     _output(result, json_output)
     if report is not None:

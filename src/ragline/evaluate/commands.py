@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Column, Table
 
 from ragline.errors import RaglineError
@@ -44,7 +45,7 @@ def _console() -> Console:
 
 
 def _fail(exc: RaglineError) -> typer.Exit:
-    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {exc}", markup=True)
+    Console(stderr=True, highlight=False).print(f"[red]error:[/red] {escape(str(exc))}", markup=True)
     return typer.Exit(2)
 
 

@@ -256,7 +256,7 @@ class QADataset:
         if not self.has_corpus:
             raise DatasetError(
                 f"{self.path} has no passages (no 'contexts' in its lines); "
-                "pass corpus=<BEIR corpus.jsonl> to load_qa_jsonl to evaluate retrieval"
+                "add 'contexts' to its lines, or pass the BEIR folder that holds its corpus.jsonl"
             )
         return iter(self.documents)
 

@@ -1,7 +1,9 @@
 """Retrieval metrics via ir-measures (pytrec_eval backend), plus latency summaries.
 
 Nothing here computes nDCG and friends by hand: `ir_measures` with the pytrec_eval provider does,
-as BEIR does. This module fixes the default measures, fills in queries the backend drops (a query
+as BEIR does, except reciprocal rank with a cutoff: pytrec_eval maps `RR@10` to trec_eval's
+`recip_rank` and silently drops the cutoff (plain MRR), so `RR@k` goes to ir-measures' `msmarco`
+provider, which applies it. This module fixes the default measures, fills in queries the backend drops (a query
 with nothing retrieved scores 0, it is not left out of the mean) and turns ranked hits into runs.
 """
 
@@ -90,11 +92,20 @@ def evaluate_run(
     judged_run = {qid: dict(docs) for qid, docs in run.items() if qid in qrels and docs}
     qrels_dict = {qid: dict(docs) for qid, docs in qrels.items()}
     if judged_run:
-        provider = ir_measures.pytrec_eval
-        for metric in provider.iter_calc(list(measures), qrels_dict, judged_run):
-            per_query[metric.query_id][str(metric.measure)] = float(metric.value)
+        by_provider: dict[Any, list[Any]] = {}
+        for measure in measures:
+            by_provider.setdefault(_provider(measure), []).append(measure)
+        for provider, group in by_provider.items():
+            for metric in provider.iter_calc(group, qrels_dict, judged_run):
+                per_query[metric.query_id][str(metric.measure)] = float(metric.value)
     means = {name: float(np.mean([row[name] for row in per_query.values()])) for name in names}
     return RetrievalScores(measures=names, per_query=per_query, means=means)
+
+
+def _provider(measure: Any) -> Any:
+    if measure.NAME == "RR" and measure.params.get("cutoff") is not None:
+        return ir_measures.msmarco
+    return ir_measures.pytrec_eval
 
 
 def run_from_hits(hits_by_query: Mapping[str, Sequence[Hit]]) -> dict[str, dict[str, float]]:

@@ -13,6 +13,7 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragline import __version__
@@ -62,7 +63,7 @@ def eval_verifier(
             raise typer.BadParameter("each --verifier must differ")
         data = load_claims(dataset, split)
     except RaglineError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     pairs = data.pairs[:limit] if limit else data.pairs
     say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
@@ -70,7 +71,7 @@ def eval_verifier(
     try:
         runs = [_run(c, pairs, say) for c in configs]
     except RaglineError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(1) from None
     with RunRegistry() as registry:
         manifest = build_manifest(

@@ -11,12 +11,16 @@ Every attempt (retry, fallback, structured-output re-ask, cache hit) is one ledg
 from __future__ import annotations
 
 import asyncio
+import itertools
+import logging
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+from urllib.parse import urlparse
 
 from pydantic import BaseModel, ValidationError
 
@@ -106,6 +110,36 @@ class _Call:
     stream_acc: dict[int, StreamAccumulator] = field(default_factory=dict)
 
 
+log = logging.getLogger("ragline")
+_T = TypeVar("_T")
+WAIT_NOTICE_S = 10.0  # a first attempt still unanswered after this long is announced
+_DEFAULT_HOSTS = {"openai": "api.openai.com", "anthropic": "api.anthropic.com",
+                  "local": "the local model"}
+
+
+class _WaitNotice:
+    """Says on the `ragline` logger that a call is waiting: at once for a retry, after
+    WAIT_NOTICE_S for a first attempt, so a slow or hanging server is never silent."""
+
+    def __init__(self, host: str, number: int, of: int) -> None:
+        self.message = f"waiting for {host} (attempt {number}/{of})..."
+        self.number = number
+        self._timer: threading.Timer | None = None
+
+    def __enter__(self) -> _WaitNotice:
+        if self.number > 1:
+            log.warning(self.message)
+        else:
+            self._timer = threading.Timer(WAIT_NOTICE_S, log.warning, (self.message,))
+            self._timer.daemon = True
+            self._timer.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+
+
 class LLM:
     """A model behind the one interface. See the module docstring for an example.
 
@@ -181,8 +215,8 @@ class LLM:
             return DEFAULT_MODELS[ProviderName(provider.name)]
         except (KeyError, ValueError):
             raise LLMConfigError(
-                f"provider {provider.name!r} has no default model: pass model=..., e.g. the "
-                "name the server lists at /v1/models"
+                f"provider {provider.name!r} has no default model: pass --model NAME ([llm] "
+                "model), e.g. the name the server lists at /v1/models"
             ) from None
 
     def _provider(self, name: str) -> Provider:
@@ -384,7 +418,8 @@ class LLM:
             return hit, True
         raw, info = self.executor.run(
             self.targets,
-            lambda t: self._provider(t.provider).complete(replace(request, model=t.model)),
+            self._announced(
+                lambda t: self._provider(t.provider).complete(replace(request, model=t.model))),
             self._recorder(call),
         )
         self._cache_store(request, raw, info)
@@ -394,11 +429,13 @@ class LLM:
         hit = self._cache_lookup(call, request)
         if hit is not None:
             return hit, True
-        raw, info = await self.executor.arun(
-            self.targets,
-            lambda t: self._provider(t.provider).acomplete(replace(request, model=t.model)),
-            self._recorder(call),
-        )
+        numbers = itertools.count(1)
+
+        async def attempt(t: ModelRef) -> RawResult:
+            with self._wait_notice(t, next(numbers)):
+                return await self._provider(t.provider).acomplete(replace(request, model=t.model))
+
+        raw, info = await self.executor.arun(self.targets, attempt, self._recorder(call))
         self._cache_store(request, raw, info)
         return raw, False
 
@@ -493,10 +530,50 @@ class LLM:
     # --- streaming internals ---------------------------------------------------------
 
     def _opener(self, request: Request) -> Callable[[ModelRef], Iterator[StreamEvent]]:
-        return lambda t: self._provider(t.provider).stream(replace(request, model=t.model))
+        numbers = itertools.count(1)
+
+        def open_stream(t: ModelRef) -> Iterator[StreamEvent]:
+            events = self._provider(t.provider).stream(replace(request, model=t.model))
+            with self._wait_notice(t, next(numbers)):  # until the first event arrives
+                first = next(events, None)
+            if first is not None:
+                yield first
+                yield from events
+
+        return open_stream
 
     def _aopener(self, request: Request) -> Callable[[ModelRef], AsyncIterator[StreamEvent]]:
-        return lambda t: self._provider(t.provider).astream(replace(request, model=t.model))
+        numbers = itertools.count(1)
+
+        async def open_stream(t: ModelRef) -> AsyncIterator[StreamEvent]:
+            events = self._provider(t.provider).astream(replace(request, model=t.model))
+            with self._wait_notice(t, next(numbers)):
+                first = await anext(events, None)
+            if first is not None:
+                yield first
+                async for event in events:
+                    yield event
+
+        return open_stream
+
+    def _announced(self, attempt: Callable[[ModelRef], _T]) -> Callable[[ModelRef], _T]:
+        numbers = itertools.count(1)
+
+        def announced(t: ModelRef) -> _T:
+            with self._wait_notice(t, next(numbers)):
+                return attempt(t)
+
+        return announced
+
+    def _wait_notice(self, target: ModelRef, number: int) -> _WaitNotice:
+        return _WaitNotice(self._host(target), number, self.retry.max_attempts * len(self.targets))
+
+    def _host(self, target: ModelRef) -> str:
+        provider = self._provider(target.provider)
+        base = getattr(provider, "base_url", None)
+        if base:
+            return urlparse(str(base)).netloc or str(base)
+        return _DEFAULT_HOSTS.get(target.provider, target.provider)
 
     def _on_stream_event(
         self, call: _Call, info: AttemptInfo[ModelRef], event: StreamEvent

@@ -10,14 +10,17 @@ import json
 import sys
 from dataclasses import asdict
 from datetime import datetime
+from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ragline.errors import RaglineError
 from ragline.llm.client import LLM
+from ragline.llm.config import build_llm, llm_settings
 from ragline.llm.ledger import Ledger, SummaryRow
 from ragline.llm.types import Completion, Message, ProviderName, StreamEvent, StreamEventKind
 
@@ -25,7 +28,7 @@ ledger_app = typer.Typer(help="The LLM cost ledger: every call and attempt.", no
 
 
 def _fail(message: str) -> None:
-    Console(stderr=True).print(f"[red]error:[/red] {message}", highlight=False)
+    Console(stderr=True).print(f"[red]error:[/red] {escape(message)}", highlight=False)
     raise typer.Exit(2)
 
 
@@ -56,7 +59,12 @@ def _print_stream(llm: LLM, prompt: Any, as_json: bool, options: dict[str, Any])
 
 def llm_command(
     prompt: Annotated[str, typer.Argument(help="The prompt (one user message).")],
-    provider: Annotated[ProviderName, typer.Option(help="Which provider.")] = ProviderName.LOCAL,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML configuration (its [llm] section).")] = None,
+    provider: Annotated[ProviderName | None, typer.Option(
+        help="Which provider (default: [llm] provider, else local).")] = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="Seconds per attempt (default: [llm] timeout, 60).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server URL (openai-compatible).")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default per provider).")] = None,
     stream: Annotated[bool, typer.Option("--stream", help="Print tokens as they come.")] = False,
@@ -72,7 +80,9 @@ def llm_command(
     if no_cache:
         options["cache"] = False
     try:
-        with LLM(provider, model, base_url=base_url) as llm:
+        settings = llm_settings(config, provider=provider, model=model, base_url=base_url,
+                                timeout=timeout)
+        with build_llm(settings) as llm:
             messages = _messages(prompt, system)
             if stream:
                 _print_stream(llm, messages, as_json, options)

@@ -1,27 +1,31 @@
-"""`LLMConfig`: the LLM settings a config file or the CLI gives, and `build_llm`."""
+"""`LLMConfig`: the LLM settings a config file (`[llm]`) or the CLI gives, and `build_llm`."""
 
 from __future__ import annotations
 
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ragline.llm.client import LLM
 from ragline.llm.errors import LLMConfigError
-from ragline.llm.retry import RetryPolicy
-from ragline.llm.types import CallOptions, ProviderName
+from ragline.llm.types import ProviderName
+
+if TYPE_CHECKING:
+    from ragline.llm.client import LLM
 
 
 class LLMConfig(BaseModel):
     """Which model, and how to call it. Unknown keys are an error (`extra="forbid"`).
 
     `api_key_env` names the environment variable holding the key (keys never live in files).
-    `fallbacks` are model names on the same provider or "provider:model".
+    `fallbacks` are model names on the same provider or "provider:model". `timeout` is seconds
+    per attempt (`--timeout` on the command line).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    provider: ProviderName = ProviderName.OPENAI
+    provider: ProviderName = ProviderName.LOCAL
     model: str | None = None
     base_url: str | None = None
     api_key_env: str | None = None
@@ -37,8 +41,36 @@ class LLMConfig(BaseModel):
     ledger: bool = True
 
 
+    def with_flags(self, **flags: Any) -> LLMConfig:
+        """A copy with the command-line values that were given (None means not given)."""
+        given = {k: v for k, v in flags.items() if v is not None}
+        return self.model_validate({**self.model_dump(), **given}) if given else self
+
+    @property
+    def is_default_local(self) -> bool:
+        """The bundled or assembled local model with no settings of its own."""
+        return self == LLMConfig()
+
+
+def llm_settings(config: Path | None, **flags: Any) -> LLMConfig:
+    """The `[llm]` section of a `--config` file (defaults without one), with the command-line
+    flags that were given on top: how every command that calls a model chooses it."""
+    from ragline.config import load_config
+
+    base = load_config(config).llm if config is not None else LLMConfig()
+    try:
+        return base.with_flags(**flags)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise LLMConfigError(f"invalid LLM settings: {problems}") from exc
+
+
 def build_llm(config: LLMConfig) -> LLM:
     """An `LLM` from a validated config."""
+    from ragline.llm.client import LLM
+    from ragline.llm.retry import RetryPolicy
+    from ragline.llm.types import CallOptions
+
     api_key = None
     if config.api_key_env:
         api_key = os.environ.get(config.api_key_env)

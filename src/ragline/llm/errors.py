@@ -61,12 +61,14 @@ class Overloaded(ProviderError):
 
 class Timeout(ProviderError):
     retryable = True
-    hint = "no reply within the timeout; raise `timeout` or check the server"
+    hint = ("no reply within the timeout; raise it with --timeout SECONDS (config: [llm] "
+            "timeout) or check the server")
 
 
 class ConnectionLost(ProviderError):
     retryable = True
-    hint = "could not reach the server or the connection dropped; check base_url and network"
+    hint = ("could not reach the server or the connection dropped; check --base-url (config: "
+            "[llm] base_url) and the network")
 
 
 class StreamInterrupted(ProviderError):
@@ -84,7 +86,7 @@ class StreamInterrupted(ProviderError):
 
 class MalformedResponse(ProviderError):
     retryable = True
-    hint = "the server sent a reply that is not valid for its API; check base_url"
+    hint = "the server sent a reply that is not valid for its API; check --base-url ([llm] base_url)"
 
 
 class BadRequest(ProviderError):
@@ -106,13 +108,14 @@ class ContentPolicy(ProviderError):
 class RetryBudgetExhausted(ProviderError):
     """The time budget ran out before the next attempt could start."""
 
-    hint = "raise RetryPolicy.max_elapsed or add a fallback model"
+    hint = "raise [llm] max_elapsed (RetryPolicy.max_elapsed) or add [llm] fallbacks"
 
 
 class StructuredOutputError(ProviderError):
     """The reply did not validate against the response model after every re-ask."""
 
-    hint = "raise max_reasks, simplify the response model, or use a stronger model"
+    hint = ("simplify the response model, or use a stronger model (--model, [llm] model); "
+            "Python: raise LLM(max_reasks=...)")
 
 
 class LLMConfigError(ConfigError):

@@ -154,8 +154,8 @@ class LocalModelServer:
             except LaunchError as exc:
                 raise LocalModelError(
                     f"llama.cpp could not start with {path}: {exc}. Check that the file is a "
-                    "complete GGUF model, raise startup_timeout for a large one, and if you "
-                    "chose a port, that it is free; pass verbosity=3 to see llama.cpp's log"
+                    "complete GGUF model, raise --timeout ([llm] timeout) for a large one, and if "
+                    "you chose a port, that it is free"
                 ) from exc
             self._process = process
             self._client = httpx.Client(
@@ -316,7 +316,7 @@ class LocalModelServer:
             if time.monotonic() >= deadline:
                 raise LocalModelError(
                     f"llama.cpp server at {self.root_url} not ready after "
-                    f"{self._startup_timeout:.0f}s (state: {state.value}); raise startup_timeout"
+                    f"{self._startup_timeout:.0f}s (state: {state.value}); raise --timeout ([llm] timeout)"
                 )
             time.sleep(_HEALTH_POLL_S)
 

@@ -22,6 +22,7 @@ import httpx
 import typer
 from filelock import FileLock
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     DownloadColumn,
@@ -410,7 +411,7 @@ def pull_command(
     try:
         path = pull_model(name, endpoint=endpoint, force=force)
     except RaglineError as exc:
-        Console(stderr=True).print(f"[red]error:[/red] {exc}", highlight=False)
+        Console(stderr=True).print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from exc
     typer.echo(str(path))
 
@@ -482,6 +483,6 @@ def assemble_command(
             path = assemble(name, progress=lambda done, total: bar.update(
                 task, completed=done, total=total))
     except RaglineError as exc:
-        console.print(f"[red]error:[/red] {exc}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
         raise typer.Exit(code=1) from exc
     typer.echo(str(path))

@@ -3,14 +3,19 @@
 They live in `<index>/derived/g<generation>/`. A folder is built under a temporary name and
 renamed into place, so a reader sees a complete index or none; a process that finds no folder
 for the current generation rebuilds it (under a lock, so two searches never build it twice).
+`info.json` records the size and CRC-32 of every file in the folder; a folder whose files do not
+match (deleted, truncated, garbled) is rebuilt from SQLite with a warning on the `ragline` logger,
+never loaded.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import shutil
 import tempfile
+import zlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -48,34 +53,114 @@ class DerivedIndex:
         return int(self.rowids.shape[0])
 
 
+log = logging.getLogger("ragline")
+INFO_VERSION = 2  # 2: info.json lists every file with its size and CRC-32
+
+
+class DerivedDamaged(Exception):
+    """A derived folder's files do not match its info.json (internal: the folder is rebuilt)."""
+
+
 def _folder(index_dir: Path, generation: int) -> Path:
     return index_dir / "derived" / f"g{generation}"
 
 
 def load_or_build(store: SQLiteStore, *, dim: int, bm25: BM25Config) -> DerivedIndex:
-    """The derived index for the store's current generation, building it if missing or stale."""
+    """The derived index for the store's current generation, building it if missing, stale or
+    damaged."""
     generation = store.generation
     folder = _folder(store.index_dir, generation)
-    if _is_complete(folder, bm25):
-        try:
+    try:
+        if _is_current(folder, bm25, dim):
             return _load(folder, generation)
-        except FileNotFoundError:  # removed by a newer ingest's rebuild; take the locked path
-            pass
+    except DerivedDamaged:
+        pass  # said and repaired under the lock below, where a concurrent rebuild is visible
     (store.index_dir / "derived").mkdir(parents=True, exist_ok=True)
     with FileLock(str(store.index_dir / "derived" / "build.lock"), timeout=600):
         generation, rowids, matrix, texts = store.chunk_snapshot(dim)
         folder = _folder(store.index_dir, generation)
-        if not _is_complete(folder, bm25):
-            _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
+        try:
+            if _is_current(folder, bm25, dim):
+                loaded = _load(folder, generation)
+                _remove_stale(store.index_dir, keep=generation)
+                return loaded
+        except DerivedDamaged as exc:
+            log.warning("the search files in %s are damaged (%s); rebuilding them from %s",
+                        folder, exc, store.path.name)
+        _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
         _remove_stale(store.index_dir, keep=generation)
         return _load(folder, generation)
 
 
-def _is_complete(folder: Path, bm25: BM25Config) -> bool:
-    info = folder / "info.json"
-    if not info.exists():
-        return False
-    return bool(json.loads(info.read_text()).get("bm25") == asdict(bm25))
+def check(folder: Path) -> str | None:
+    """Why the derived folder cannot be used (missing, damaged, old format), or None if sound."""
+    try:
+        info = _read_info(folder)
+        if info is None:
+            return "missing"
+        if info.get("version") != INFO_VERSION:
+            return "built by an older ragline"
+        _verify_files(folder, info)
+    except DerivedDamaged as exc:
+        return f"damaged: {exc}"
+    return None
+
+
+def _read_info(folder: Path) -> dict[str, object] | None:
+    try:
+        text = (folder / "info.json").read_text()
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise DerivedDamaged(f"info.json unreadable ({exc.strerror})") from exc
+    try:
+        info = json.loads(text)
+    except ValueError as exc:
+        raise DerivedDamaged("info.json is not valid JSON") from exc
+    if not isinstance(info, dict):
+        raise DerivedDamaged("info.json is not a JSON object")
+    return info
+
+
+def _is_current(folder: Path, bm25: BM25Config, dim: int) -> bool:
+    """True if the folder holds an index of these settings (its files are checked on load)."""
+    info = _read_info(folder)
+    if info is None or info.get("version") != INFO_VERSION:
+        return False  # absent, or from before checksums: rebuilt quietly, nothing is wrong
+    return bool(info.get("bm25") == asdict(bm25) and info.get("dim") == dim)
+
+
+def _crc32(path: Path) -> str:
+    value = 0
+    with path.open("rb") as handle:
+        while block := handle.read(1 << 20):
+            value = zlib.crc32(block, value)
+    return f"{value:08x}"
+
+
+def _manifest(folder: Path) -> dict[str, list[object]]:
+    return {
+        f.relative_to(folder).as_posix(): [f.stat().st_size, _crc32(f)]
+        for f in sorted(folder.rglob("*")) if f.is_file() and f.name != "info.json"
+    }
+
+
+def _verify_files(folder: Path, info: dict[str, object]) -> None:
+    expected = info.get("files")
+    if not isinstance(expected, dict) or not expected:
+        raise DerivedDamaged("info.json lists no files")
+    for name, entry in expected.items():
+        path = folder / name
+        if not isinstance(entry, list) or len(entry) != 2:
+            raise DerivedDamaged(f"info.json entry for {name} is malformed")
+        try:
+            size = path.stat().st_size
+        except FileNotFoundError:
+            raise DerivedDamaged(f"{name} is missing") from None
+        if size != entry[0]:
+            raise DerivedDamaged(f"{name} is {size:,} bytes, expected {entry[0]:,}")
+        if _crc32(path) != entry[1]:
+            raise DerivedDamaged(f"{name} does not match its checksum")
 
 
 def _build(
@@ -93,8 +178,10 @@ def _build(
         np.save(tmp / "vectors.npy", matrix)
         if texts:
             BM25Index.build(texts, bm25).save(tmp / "bm25")
-        (tmp / "info.json").write_text(json.dumps({"rows": len(texts), "dim": dim,
-                                                   "bm25": asdict(bm25)}))
+        (tmp / "info.json").write_text(json.dumps({
+            "version": INFO_VERSION, "rows": len(texts), "dim": dim, "bm25": asdict(bm25),
+            "files": _manifest(tmp),
+        }))
         if folder.exists():  # a half-built or other-settings folder of this generation
             stale = folder.with_name(f".stale-{folder.name}-{os.getpid()}")
             os.replace(folder, stale)
@@ -106,9 +193,21 @@ def _build(
 
 
 def _load(folder: Path, generation: int) -> DerivedIndex:
-    rowids = np.load(folder / "rowids.npy")
-    matrix = np.load(folder / "vectors.npy")  # in RAM: a memory-mapped matmul is several times slower
-    bm25 = BM25Index.load(folder / "bm25") if (folder / "bm25").exists() else None
+    """Load a folder whose files match its info.json; DerivedDamaged if they do not."""
+    info = _read_info(folder)
+    if info is None:
+        raise DerivedDamaged("info.json is missing")
+    _verify_files(folder, info)
+    try:
+        rowids = np.load(folder / "rowids.npy", allow_pickle=False)
+        # In RAM: a memory-mapped matmul is several times slower.
+        matrix = np.load(folder / "vectors.npy", allow_pickle=False)
+        bm25 = BM25Index.load(folder / "bm25") if (folder / "bm25").exists() else None
+    except (OSError, ValueError, EOFError, KeyError) as exc:  # sound checksums, unreadable data
+        raise DerivedDamaged(f"unreadable ({exc})") from exc
+    rows = info.get("rows")
+    if rowids.shape != (rows,) or matrix.shape != (rows, info.get("dim")):
+        raise DerivedDamaged(f"holds {rowids.shape[0]} rows, info.json says {rows}")
     return DerivedIndex(generation, rowids, bm25, VectorIndex(np.asarray(matrix)))
 
 

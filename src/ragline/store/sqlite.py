@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ragline.errors import IndexNotFound, IndexVersionError
+from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
 from ragline.types import Chunk, DocType, Document, Heading
 
 SCHEMA_VERSION = 1
@@ -160,6 +160,22 @@ class SQLiteStore:
 
     def close(self) -> None:
         self._conn.close()
+
+    def integrity_problems(self, *, quick: bool = False) -> list[str]:
+        """SQLite's own check of every page and index (`PRAGMA integrity_check`, or the faster
+        `quick_check` that skips index contents); an empty list means sound."""
+        pragma = "quick_check" if quick else "integrity_check"
+        try:
+            rows = self._conn.execute(f"PRAGMA {pragma}(20)").fetchall()
+        except sqlite3.DatabaseError as exc:
+            return [str(exc)]
+        problems = [str(r[0]) for r in rows]
+        return [] if problems == ["ok"] else problems
+
+    def raise_if_damaged(self, *, quick: bool = True) -> None:
+        problems = self.integrity_problems(quick=quick)
+        if problems:
+            raise IndexDamaged(damage_message(self.index_dir, "; ".join(problems[:3])))
 
     # -- meta -------------------------------------------------------------------------------
 
@@ -385,6 +401,22 @@ class SQLiteStore:
     def failures(self) -> list[tuple[str, str, str]]:
         rows = self._conn.execute("SELECT path, reason, message FROM failures ORDER BY path")
         return [(str(a), str(b), str(c)) for a, b, c in rows]
+
+
+def is_damage(exc: BaseException) -> bool:
+    """A DatabaseError that means a damaged file, not a lock, a constraint or a missing table."""
+    return type(exc) is sqlite3.DatabaseError or (
+        isinstance(exc, sqlite3.DatabaseError)
+        and any(s in str(exc) for s in ("malformed", "not a database", "corrupt"))
+    )
+
+
+def damage_message(index_dir: Path, detail: object) -> str:
+    return (
+        f"the index database {index_dir / DB_NAME} is damaged ({detail}); run `ragline doctor "
+        f"--index {index_dir}` to see what is affected, and `ragline doctor --repair --index "
+        f"{index_dir}` to recover every readable document (the damaged file is kept beside it)"
+    )
 
 
 def _clear_failures(conn: sqlite3.Connection, path: str) -> None:

@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 train_app = typer.Typer(help="Train ragline's own models (needs: pip install 'ragline[train]').",
                         no_args_is_help=True)
@@ -68,7 +69,7 @@ def train_verifier_command(
     try:
         require_torch()
     except TrainingError as exc:
-        err.print(f"[bold red]error:[/] {exc}")
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
         raise typer.Exit(2) from None
     config = TrainConfig(epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          max_length=max_length, seed=seed, threads=threads)

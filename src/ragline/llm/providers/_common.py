@@ -86,9 +86,12 @@ def body_error_code(body: object) -> str:
     return str(inner.get("code") or inner.get("type") or "")
 
 
-def transport_error(exc: Exception, *, provider: str, model: str) -> ProviderError:
-    """A connection-level failure (reset, refused, incomplete body)."""
-    return ConnectionLost(f"{type(exc).__name__}: {exc}", provider=provider, model=model)
+def transport_error(
+    exc: Exception, *, provider: str, model: str, host: object = None
+) -> ProviderError:
+    """A connection-level failure (reset, refused, incomplete body), naming the server."""
+    at = f" talking to {host}" if host else ""
+    return ConnectionLost(f"{type(exc).__name__}{at}: {exc}", provider=provider, model=model)
 
 
 def malformed(exc: Exception | str, *, provider: str, model: str) -> MalformedResponse:

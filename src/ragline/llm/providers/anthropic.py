@@ -183,7 +183,7 @@ class AnthropicProvider:
         key = api_key or os.environ.get(self.api_key_env)
         if not key:
             raise LLMConfigError(
-                f"no API key for provider 'anthropic': set {self.api_key_env} or pass api_key"
+                f"no API key for provider 'anthropic': export {self.api_key_env} (or name another variable with [llm] api_key_env)"
             )
         common: dict[str, Any] = {
             "api_key": key,
@@ -339,7 +339,7 @@ class AnthropicProvider:
                 **where,
             )
         if isinstance(exc, anthropic.APIConnectionError | httpx2.TransportError):
-            return transport_error(exc, **where)
+            return transport_error(exc, host=self._client.base_url, **where)
         if isinstance(exc, json.JSONDecodeError | ValidationError | anthropic.AnthropicError):
             return malformed(exc, **where)
         raise exc

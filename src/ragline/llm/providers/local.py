@@ -58,7 +58,8 @@ class LocalProvider:
                 from ragline.llm.local_server import LocalModelServer
 
                 server = LocalModelServer(
-                    self._model_path, threads=self._threads, ctx_size=self._ctx_size
+                    self._model_path, threads=self._threads, ctx_size=self._ctx_size,
+                    startup_timeout=max(60.0, self._timeout),
                 ).start()
                 self._inner = OpenAICompatibleProvider(
                     base_url=server.base_url,

@@ -146,7 +146,7 @@ class OpenAIProvider:
         key = api_key or os.environ.get(self.api_key_env) or self._default_key()
         if not key:
             raise LLMConfigError(
-                f"no API key for provider {self.name!r}: set {self.api_key_env} or pass api_key"
+                f"no API key for provider {self.name!r}: export {self.api_key_env} (or name another variable with [llm] api_key_env)"
             )
         common: dict[str, Any] = {
             "api_key": key,
@@ -299,7 +299,7 @@ class OpenAIProvider:
                 **where,
             )
         if isinstance(exc, openai.APIConnectionError | httpx2.TransportError):
-            return transport_error(exc, **where)
+            return transport_error(exc, host=self._client.base_url, **where)
         if isinstance(exc, json.JSONDecodeError | ValidationError | openai.OpenAIError):
             return malformed(exc, **where)
         raise exc
