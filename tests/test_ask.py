@@ -328,3 +328,19 @@ def test_question_in_another_language_is_answered_or_abstained(
     answer = ask(docs_index, "¿Cuándo se terminó la Torre Eiffel?", llm=local_llm, max_tokens=60)
     assert answer.abstained or answer.checks
     assert answer.text
+
+
+def test_verify_reads_what_ask_json_prints(docs_index: Index, server: FakeOpenAIServer) -> None:
+    from ragline.answer.commands import verify_input
+    from ragline.answer.support import default_scorer
+    from ragline.answer.types import parse_verify_input
+
+    eiffel_reply(server, docs_index)
+    answer = docs_index.ask("When was the Eiffel Tower completed?", llm=fake_llm(server))
+    inp = parse_verify_input(answer.to_json())
+    assert inp.question == answer.question and inp.citations
+    checks, labels = verify_input(inp, docs_index, default_scorer())
+    assert [c.verdict for c in checks] == [ClaimVerdict.SUPPORTED]
+    assert all(label.startswith("chunk:") for label in labels.values())
+    abstained = answer.model_copy(update={"abstained": True})
+    assert parse_verify_input(abstained.to_json()).citations == []

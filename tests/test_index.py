@@ -246,3 +246,44 @@ def test_searching_or_ingesting_with_another_embedder_is_refused(
         other.search("planet")
     with pytest.raises(ConfigError, match="new --index folder"):
         other.ingest(corpus)
+
+
+def test_symlinks_are_not_followed_unless_asked(
+    tmp_path: Path, embedder: Embedder, caplog: pytest.LogCaptureFixture
+) -> None:
+    import logging
+
+    corpus = write_corpus(tmp_path / "corpus")
+    outside = write_corpus(tmp_path / "outside", {"secret.txt": "The vault code is 1234.\n",
+                                                  "dir/more.txt": "Another private note.\n"})
+    (corpus / "link.txt").symlink_to(outside / "secret.txt")
+    (corpus / "linked-dir").symlink_to(outside / "dir")
+    (corpus / "loop").symlink_to(corpus)  # a cycle, harmless when followed
+    index = Index(tmp_path / "index", embedder=embedder)
+    with caplog.at_level(logging.WARNING, logger="ragline"):
+        summary = index.ingest(corpus)
+    assert (summary.added, summary.failed) == (4, 0)
+    assert any("3 symbolic link(s)" in r.getMessage() and "--follow-symlinks" in r.getMessage()
+               for r in caplog.records)
+    followed = Index(tmp_path / "index2", embedder=embedder).ingest(corpus, follow_symlinks=True)
+    assert followed.added == 6  # the two linked files once each; the loop is walked once
+
+
+def test_failures_are_forgotten_when_pruned_and_vanished_files_say_so(
+    index: Index, corpus: Path
+) -> None:
+    broken = corpus / "notes" / "broken.pdf"
+    broken.write_bytes(b"%PDF-1.4 not really")
+    index.ingest(corpus)
+    assert index.stats()["failures"] == 1
+    broken.unlink()
+    index.ingest(corpus, prune=True)
+    assert index.stats()["failures"] == 0
+
+    from ragline.ingest import Ingestor
+
+    ingestor = index._ingestor(None)
+    ingestor._ingest_file(corpus / "notes" / "gone.txt", corpus.parent)
+    assert [(f.reason, f.message) for f in ingestor.summary.failures] == [
+        ("vanished", "deleted while the ingest ran")]
+    assert isinstance(ingestor, Ingestor) and index.stats()["failures"] == 0

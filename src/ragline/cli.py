@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 import typer.core
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -28,6 +30,14 @@ from ragline.errors import RaglineError
 from ragline.index import DEFAULT_INDEX, Index
 from ragline.ingest import IngestSummary
 from ragline.types import FusionMethod, Hit, RetrievalMode
+
+
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import version
+
+        typer.echo(f"ragline {version('ragline')}")
+        raise typer.Exit()
 
 
 class _Group(typer.core.TyperGroup):
@@ -73,6 +83,14 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+@app.callback()
+def _root(
+    version: Annotated[bool, typer.Option(
+        "--version", callback=_version, is_eager=True, help="Print the version and exit.")] = False,
+) -> None:
+    """Retrieval-augmented generation with verified citations, and evaluation you can trust."""
+
+
 bench_app = typer.Typer(help="Benchmarks: speed and quality on real datasets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
@@ -111,8 +129,9 @@ class _RateColumn(ProgressColumn):
 
 
 class _RichIngestProgress:
-    def __init__(self, progress: Progress) -> None:
+    def __init__(self, progress: Progress, *, live: bool) -> None:
         self._progress = progress
+        self.live = live  # failures are printed as they happen (and not again in the summary)
         self._task = progress.add_task("ingest", total=None, documents=0, chunks=0)
         self._documents = 0
         self._chunks = 0
@@ -127,7 +146,9 @@ class _RichIngestProgress:
                               chunks=self._chunks)
 
     def failure(self, path: str, reason: str, message: str) -> None:
-        self._progress.console.print(f"[yellow]skipped[/] {path}: {message}", highlight=False)
+        if self.live:
+            self._progress.console.print(
+                Text.assemble(("skipped ", "yellow"), f"{printable(path)}: {message}"))
 
 
 def _ingest_progress(enabled: bool) -> Progress:
@@ -150,6 +171,9 @@ def ingest(
     wait: Annotated[
         float, typer.Option(help="Seconds to wait for another ingest's lock (0: fail at once).")
     ] = 0.0,
+    follow_symlinks: Annotated[bool, typer.Option(
+        help="Follow symbolic links to files and folders (by default they are passed over, "
+             "so nothing outside the given folders is read).")] = False,
     decode_errors: Annotated[str | None, typer.Option(
         help="Text that is not valid UTF-8: strict (fail the file) or replace (U+FFFD).")] = None,
     json_output: JsonOption = False,
@@ -163,17 +187,25 @@ def ingest(
     idx = Index(index, cfg)
     show = not json_output and sys.stderr.isatty()
     with _ingest_progress(show) as progress:
-        summary = idx.ingest(paths, prune=prune, lock_timeout=wait,
-                             progress=_RichIngestProgress(progress))
+        shown = _RichIngestProgress(progress, live=show)
+        summary = idx.ingest(paths, prune=prune, lock_timeout=wait, progress=shown,
+                             follow_symlinks=follow_symlinks)
     if json_output:
         typer.echo(json.dumps(summary.to_dict(), indent=2))
     else:
-        _print_summary(summary, idx)
+        _print_summary(summary, idx, failures_listed=shown.live)
     if summary.failed and not (summary.added or summary.updated or summary.unchanged):
         raise typer.Exit(1)
 
 
-def _print_summary(summary: IngestSummary, idx: Index) -> None:
+def printable(name: str) -> str:
+    """A file name or id on one line: control characters (a newline in a name) escaped."""
+    if name.isprintable():
+        return name
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
+
+
+def _print_summary(summary: IngestSummary, idx: Index, *, failures_listed: bool) -> None:
     table = Table(title=f"ingest into {idx.path}", show_header=False)
     for label in ("added", "updated", "unchanged", "removed", "failed"):
         table.add_row(label, str(getattr(summary, label)))
@@ -182,9 +214,11 @@ def _print_summary(summary: IngestSummary, idx: Index) -> None:
     stages = ", ".join(f"{k} {v:.2f}s" for k, v in summary.seconds.items() if k != "total")
     table.add_row("time", f"{summary.total_seconds:.2f}s ({stages})")
     console.print(table)
+    if failures_listed:
+        return
     for failure in summary.failures[:20]:
-        console.print(f"  [red]{failure.reason}[/] {failure.path}: {failure.message}",
-                      highlight=False)
+        console.print(Text.assemble(("  " + failure.reason, "red"),
+                                    f" {printable(failure.path)}: {failure.message}"))
     if len(summary.failures) > 20:
         console.print(f"  ... and {len(summary.failures) - 20} more (use --json for all)")
 
@@ -192,14 +226,16 @@ def _print_summary(summary: IngestSummary, idx: Index) -> None:
 # -- search -----------------------------------------------------------------------------------
 
 
-def _parse_where(items: list[str]) -> dict[str, str]:
-    where = {}
+def _parse_where(items: list[str]) -> dict[str, str | Sequence[str]]:
+    """KEY=VALUE filters; the same key given twice matches either value (type=pdf OR type=md),
+    different keys must all match."""
+    where: dict[str, list[str]] = {}
     for item in items:
         key, sep, value = item.partition("=")
-        if not sep or not key:
+        if not sep or not key.strip():
             fail(f"--where expects KEY=VALUE (e.g. type=pdf), got {item!r}")
-        where[key.strip()] = value.strip()
-    return where
+        where.setdefault(key.strip(), []).append(value.strip())
+    return {k: v[0] if len(v) == 1 else v for k, v in where.items()}
 
 
 @app.command("search")
@@ -237,7 +273,7 @@ def _print_hits(hits: list[Hit]) -> None:
         ranks = f"bm25 #{hit.bm25_rank or '-'} · dense #{hit.dense_rank or '-'}"
         heading = " > ".join(hit.chunk.heading_path)
         console.print(
-            f"[bold]{hit.rank:>2}.[/] [cyan]{hit.chunk.doc_id}[/] "
+            f"[bold]{hit.rank:>2}.[/] [cyan]{escape(printable(hit.chunk.doc_id))}[/] "
             f"[dim]chars {hit.chunk.start}-{hit.chunk.end} · score {hit.score:.4f} · {ranks}[/]",
             highlight=False,
         )

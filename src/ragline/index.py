@@ -117,12 +117,17 @@ class Index:
         prune: bool = False,
         progress: IngestProgress | None = None,
         lock_timeout: float = 0.0,
+        follow_symlinks: bool = False,
     ) -> IngestSummary:
-        """Add new, update changed (and with `prune`, remove deleted) files under `paths`."""
+        """Add new, update changed (and with `prune`, remove deleted) files under `paths`.
+
+        Symbolic links inside the folders are passed over (with a warning naming them) unless
+        `follow_symlinks`: by default an ingest never reads outside the tree it was given."""
         items = [paths] if isinstance(paths, str | Path) else list(paths)
         with self._write_lock(lock_timeout):
             ingestor = self._ingestor(progress)
-            summary = ingestor.ingest_paths([Path(p) for p in items], prune=prune)
+            summary = ingestor.ingest_paths([Path(p) for p in items], prune=prune,
+                                            follow_symlinks=follow_symlinks)
             self._derived_index()  # built now, or checked and repaired: never a silent "ok"
             return summary
 
@@ -173,7 +178,7 @@ class Index:
         rrf_k: int | None = None,
         alpha: float | None = None,
         depth: int | None = None,
-        where: dict[str, str] | None = None,
+        where: dict[str, str | Sequence[str]] | None = None,
         path_prefix: str | None = None,
     ) -> list[Hit]:
         """Search the index; unset arguments take the configured defaults."""

@@ -107,10 +107,13 @@ class Ingestor:
 
     # -- entry points -------------------------------------------------------------------------
 
-    def ingest_paths(self, paths: Sequence[Path], *, prune: bool = False) -> IngestSummary:
+    def ingest_paths(
+        self, paths: Sequence[Path], *, prune: bool = False, follow_symlinks: bool = False
+    ) -> IngestSummary:
         start = time.perf_counter()
         with _Timer(self.summary, "discover"):
-            plan = [(root, list(iter_files(root, max_file_bytes=self.max_file_bytes)))
+            plan = [(root, list(iter_files(root, max_file_bytes=self.max_file_bytes,
+                                           follow_symlinks=follow_symlinks)))
                     for root in (_resolve(p) for p in paths)]
         if self.progress:
             self.progress.start(sum(len(files) for _, files in plan))
@@ -147,8 +150,14 @@ class Ingestor:
         self.summary.files_seen += 1
         try:
             stat = path.stat()
+        except FileNotFoundError:  # listed, then deleted before it was read
+            self.store.clear_failures(key)
+            self._fail(key, "vanished", "deleted while the ingest ran", record=False)
+            self._advance(1, 0, 0)
+            return
         except OSError as exc:
             self._fail(key, "unreadable", f"cannot stat: {exc.strerror or exc}")
+            self._advance(1, 0, 0)
             return
         state = self.store.file_state(key)
         if (state is not None and state.size == stat.st_size
@@ -182,16 +191,20 @@ class Ingestor:
 
     def _prune(self, root: Path, seen: set[str]) -> None:
         gone = [p for p in self.store.files_under(str(root)) if p not in seen]
+        gone += sorted(self.store.failed_files_under(str(root)) - seen - set(gone))
         for path in gone:
             state = self.store.file_state(path)
             if state is not None:
                 self.summary.removed += self.store.delete_documents(state.doc_ids)
         self.store.forget_files(gone)
 
-    def _fail(self, path: str, reason: str, message: str) -> None:
+    def _fail(self, path: str, reason: str, message: str, *, record: bool = True) -> None:
+        """Count and report a failure; `record` keeps it in the index (for `stats`) until the
+        file is read again or pruned."""
         self.summary.failed += 1
         self.summary.failures.append(Failure(path, reason, message))
-        self.store.record_failure(path, reason, message)
+        if record:
+            self.store.record_failure(path, reason, message)
         if self.progress:
             self.progress.failure(path, reason, message)
 

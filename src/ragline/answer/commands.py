@@ -8,6 +8,7 @@ sentence); 2 when the answer file or the index cannot be read.
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 from typing import Annotated, Any, Protocol
 
@@ -94,7 +95,16 @@ def verify_input(
     sentences, texts, labels = number_sources(inp, index)
     sentences += uncited_sentences(inp.answer, sentences)
     checks = verify_answer(sentences, texts, scorer=scorer, thresholds=thresholds)
+    checks = [_relabel(c, labels) for c in checks]
     return checks, labels
+
+
+def _relabel(check: ClaimCheck, labels: dict[int, str]) -> ClaimCheck:
+    """Reasons say "[4]" for the verifier's own source numbers, which the user never gave:
+    name the chunk or document instead."""
+    reason = re.sub(r"\[(\d+)\]", lambda m: labels.get(int(m.group(1)), m.group(0)),
+                    check.reason)
+    return check if reason == check.reason else check.model_copy(update={"reason": reason})
 
 
 def _open_index(path: Path) -> SourceLookup:

@@ -33,8 +33,22 @@ class ScoredSentence:
     score: float
 
 
+def is_prose(text: str) -> bool:
+    """False for what reads as a heading, a table row, a code fence or a run of numbers and
+    symbols: an extractive answer quotes sentences, not layout."""
+    t = " ".join(text.split())
+    words = t.split()
+    if len(words) < 3 or t.count("|") >= 2 or t.startswith(("#", "```", "|")):
+        return False
+    visible = [c for c in t if not c.isspace()]
+    if sum(c.isalpha() for c in visible) < 0.6 * len(visible):
+        return False
+    return len(words) >= 6 or t[-1] in ".!?:;)\"'"
+
+
 def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[int, str, int, int]]:
-    """(hit index, sentence text, doc start, doc end) for every sentence of every hit's chunk."""
+    """(hit index, sentence text, doc start, doc end) for every prose sentence of every hit's
+    chunk (all sentences when none reads as prose)."""
     out = []
     for index, hit in enumerate(hits):
         for sentence in split_sentences(hit.chunk.text):
@@ -47,7 +61,8 @@ def candidate_sentences(hits: Sequence[Hit]) -> list[tuple[int, str, int, int]]:
                     hit.chunk.start + sentence.end,
                 )
             )
-    return out
+    prose = [c for c in out if is_prose(c[1])]
+    return prose or out
 
 
 def question_overlap(question: str, sentence: str) -> float:

@@ -170,7 +170,11 @@ def _location(loc: tuple[int | str, ...]) -> str:
 
 
 def parse_verify_input(data: str | bytes | dict[str, Any]) -> VerifyInput:
-    """Validate an answer JSON; raise `InvalidAnswerInput` naming each offending field."""
+    """Validate an answer JSON; raise `InvalidAnswerInput` naming each offending field.
+
+    Two shapes are read: `{question, answer, citations}` (any system's answer), and the
+    `Answer` JSON that `ragline ask --json` prints (`{question, text, sentences, sources}`).
+    """
     if not isinstance(data, dict):
         try:
             data = json.loads(data)
@@ -179,6 +183,8 @@ def parse_verify_input(data: str | bytes | dict[str, Any]) -> VerifyInput:
                 f"answer JSON is not valid JSON (line {exc.lineno}, column {exc.colno}: {exc.msg}); "
                 "expected {question, answer, citations: [{sentence, chunk_id or doc_id, quote?}]}"
             ) from exc
+    if isinstance(data, dict) and "answer" not in data and "sentences" in data and "text" in data:
+        data = _from_ask_json(data)
     try:
         return VerifyInput.model_validate(data)
     except ValidationError as exc:
@@ -189,6 +195,32 @@ def parse_verify_input(data: str | bytes | dict[str, Any]) -> VerifyInput:
             f"answer JSON is malformed: {problems}. Expected "
             "{question, answer, citations: [{sentence, chunk_id or doc_id, quote?}]}"
         ) from exc
+
+
+def _from_ask_json(data: dict[str, Any]) -> dict[str, Any]:
+    """`ragline ask --json` output as verify input: each sentence's source numbers become the
+    chunk ids the answer's `sources` list for them. An abstention has nothing to verify."""
+    if data.get("abstained"):
+        return {"question": data.get("question", ""), "answer": "", "citations": []}
+    by_number: dict[int, dict[str, Any]] = {}
+    for entry in [*data.get("citations", []), *data.get("sources", [])]:
+        if isinstance(entry, dict) and "number" in entry:
+            by_number.setdefault(int(entry["number"]), entry)
+    citations = []
+    for i, sentence in enumerate(data.get("sentences") or []):
+        if not isinstance(sentence, dict):
+            raise InvalidAnswerInput(f"answer JSON is malformed: sentences[{i}] is not an object")
+        for number in sentence.get("sources") or []:
+            source = by_number.get(int(number))
+            if source is None:
+                raise InvalidAnswerInput(
+                    f"answer JSON is malformed: sentences[{i}] cites [{number}], which its "
+                    "sources do not list")
+            citations.append({"sentence": sentence.get("text", ""),
+                              "chunk_id": source.get("chunk_id"), "doc_id": source.get("doc_id"),
+                              "quote": sentence.get("quote")})
+    return {"question": data.get("question", ""), "answer": data.get("text", ""),
+            "citations": citations}
 
 
 def _message(err: Any) -> str:

@@ -47,6 +47,7 @@ SUPPORTED_SUFFIXES: Mapping[str, DocType] = MappingProxyType(
 )
 DecodeErrors = Literal["strict", "replace"]
 
+
 BINARY_SNIFF_BYTES = 8192
 MAX_CONTROL_FRACTION = 0.10
 # Control bytes that never occur in text; tab, newlines, form feed and escape (ANSI colours) do.
@@ -72,11 +73,16 @@ class _FileInfo:
     modified: float
 
 
-def iter_files(root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> Iterator[Path]:
+def iter_files(
+    root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES, follow_symlinks: bool = False
+) -> Iterator[Path]:
     """Regular files under `root` in sorted order, skipping hidden names and `__pycache__`.
 
     A file path yields itself. Files over `max_file_bytes` are still yielded, so that
     `load_file` rejects them with `FileTooLarge` and the user learns what was skipped.
+    Symbolic links (to files or folders) are not followed unless `follow_symlinks`, so an ingest
+    never leaves the tree it was given; the links it passed over are named in one warning on the
+    `ragline` logger. Followed folder links are walked once each (a link cycle ends).
     """
     _check_limit(max_file_bytes)
     if root.is_file():
@@ -84,12 +90,37 @@ def iter_files(root: Path, *, max_file_bytes: int = DEFAULT_MAX_FILE_BYTES) -> I
         return
     if not root.is_dir():
         raise DocumentError(str(root), "missing", "no such file or folder; check the path")
-    for dirpath, dirnames, filenames in os.walk(root, onerror=_warn_unlistable):
-        dirnames[:] = sorted(name for name in dirnames if not _skipped_name(name))
+    links: list[str] = []
+    walked: set[Path] = {root.resolve()}
+    for dirpath, dirnames, filenames in os.walk(root, onerror=_warn_unlistable,
+                                                followlinks=follow_symlinks):
+        kept = []
+        for name in sorted(dirnames):
+            path = Path(dirpath) / name
+            if _skipped_name(name):
+                continue
+            if path.is_symlink():
+                target = path.resolve()
+                if not follow_symlinks:
+                    links.append(str(path))
+                    continue
+                if target in walked:
+                    continue
+                walked.add(target)
+            kept.append(name)
+        dirnames[:] = kept
         for name in sorted(filenames):
             candidate = Path(dirpath) / name
-            if not _skipped_name(name) and candidate.is_file():
+            if _skipped_name(name):
+                continue
+            if candidate.is_symlink() and not follow_symlinks:
+                links.append(str(candidate))
+            elif candidate.is_file():
                 yield candidate
+    if links:
+        shown = ", ".join(links[:5]) + (f" and {len(links) - 5} more" if len(links) > 5 else "")
+        logger.warning("not following %d symbolic link(s) under %s (%s); pass --follow-symlinks "
+                     "to ingest what they point to", len(links), root, shown)
 
 
 def load_file(

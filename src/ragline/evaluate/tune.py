@@ -124,9 +124,10 @@ def _ranked_run(
     # points cut each list at their own depth, as search does.
     depth = point.depth if point.mode is RetrievalMode.HYBRID else None
     cut = {name: rows[:depth] for name, rows in lists.items() if name in wanted}
-    params = SearchParams(mode=point.mode, k=sum(len(rows) for rows in cut.values()),
+    params = SearchParams(mode=point.mode, k=max(1, sum(len(rows) for rows in cut.values())),
                           fusion=point.fusion or FusionMethod.MINMAX, rrf_k=point.rrf_k or 60,
-                          alpha=point.alpha if point.alpha is not None else 0.5, depth=point.depth)
+                          alpha=point.alpha if point.alpha is not None else 0.5,
+                          depth=point.depth or 200)
     ranked: list[str] = []
     seen: set[str] = set()
     for row, _score in fuse(cut, params):

@@ -66,7 +66,11 @@ def eval_verifier(
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
     pairs = data.pairs[:limit] if limit else data.pairs
-    say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
+
+    def say(message: str) -> None:
+        if not json_output:
+            err.print(message, highlight=False)
+
     say(f"{data.name}: {len(pairs)} claims ({sum(p.label for p in pairs)} supported)")
     try:
         runs = [_run(c, pairs, say) for c in configs]

@@ -29,7 +29,7 @@ class VerifierScores:
         return {k: getattr(self, k) for k in self.__dataclass_fields__}
 
 
-def auroc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
+def auroc(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray) -> float | None:
     y = np.asarray(labels)
     if y.min(initial=1) == y.max(initial=0):
         return None  # one class only: undefined
@@ -38,7 +38,7 @@ def auroc(labels: Sequence[int], scores: Sequence[float]) -> float | None:
     return float(roc_auc_score(y, np.asarray(scores)))
 
 
-def verifier_scores(labels: Sequence[int], scores: Sequence[float],
+def verifier_scores(labels: Sequence[int] | np.ndarray, scores: Sequence[float] | np.ndarray,
                     threshold: float) -> VerifierScores:
     """Scores at `threshold` (score >= threshold = supported)."""
     y = np.asarray(labels, dtype=int)

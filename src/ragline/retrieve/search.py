@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 import numpy.typing as npt
 
 from ragline.embed.base import Embedder
-from ragline.errors import EmptyQuery
+from ragline.errors import ConfigError, EmptyQuery
 from ragline.retrieve.fusion import minmax_fusion, reciprocal_rank_fusion, top
 from ragline.store.derived import DerivedIndex
 from ragline.store.keyword import Scores
@@ -24,8 +25,23 @@ class SearchParams:
     rrf_k: int = 60
     alpha: float = 0.4
     depth: int = 200
-    where: dict[str, str] = field(default_factory=dict)
+    where: dict[str, str | Sequence[str]] = field(default_factory=dict)
     path_prefix: str | None = None
+
+    def __post_init__(self) -> None:
+        problems = [f"{name} must be {rule} (got {value!r})" for name, value, ok, rule in (
+            ("k", self.k, _is_int(self.k) and self.k >= 1, "a whole number >= 1"),
+            ("depth", self.depth, _is_int(self.depth) and self.depth >= 1, "a whole number >= 1"),
+            ("rrf_k", self.rrf_k, _is_int(self.rrf_k) and self.rrf_k >= 1, "a whole number >= 1"),
+            ("alpha", self.alpha, isinstance(self.alpha, int | float) and 0 <= self.alpha <= 1,
+             "between 0 and 1"),
+        ) if not ok]
+        if problems:
+            raise ConfigError("search: " + "; ".join(problems))
+
+
+def _is_int(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def search(

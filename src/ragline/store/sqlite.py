@@ -282,6 +282,17 @@ class SQLiteStore:
             return None
         return FileState(int(row[0]), int(row[1]), str(row[2]), tuple(json.loads(row[3])))
 
+    def failed_files_under(self, prefix: str) -> set[str]:
+        """The files under `prefix` with a recorded failure (a record's "path:LINE" counts for
+        its file)."""
+        rows = self._conn.execute(
+            "SELECT path FROM failures WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
+        out = set()
+        for (path,) in rows:
+            head, _, line = str(path).rpartition(":")
+            out.add(head if line.isdigit() and head else str(path))
+        return out
+
     def files_under(self, prefix: str) -> list[str]:
         """Recorded file paths at or under `prefix` (an absolute path)."""
         rows = self._conn.execute(
@@ -369,18 +380,23 @@ class SQLiteStore:
             matrix[i] = np.frombuffer(row[1], dtype=np.float32)
         return generation, rowids, matrix, [str(r[2]) for r in rows]
 
-    def rowids_matching(self, where: dict[str, str], path_prefix: str | None) -> list[int]:
-        """Chunk rowids whose document matches every `key=value` filter and the path prefix."""
+    def rowids_matching(
+        self, where: dict[str, str | Sequence[str]], path_prefix: str | None
+    ) -> list[int]:
+        """Chunk rowids whose document matches every filter and the path prefix; a filter is
+        `key=value`, or `key` in several values (any of them matches)."""
         clauses: list[str] = []
         params: list[Any] = []
         for key, value in where.items():
+            values = [value] if isinstance(value, str) else list(value)
+            marks = ",".join("?" * len(values))
             column = _FILTER_COLUMNS.get(key)
             if column is not None:
-                clauses.append(f"{column} = ?")
+                clauses.append(f"{column} IN ({marks})")
             else:
-                clauses.append("CAST(json_extract(d.metadata, ?) AS TEXT) = ?")
+                clauses.append(f"CAST(json_extract(d.metadata, ?) AS TEXT) IN ({marks})")
                 params.append(f"$.{json.dumps(key)}")
-            params.append(value)
+            params.extend(values)
         if path_prefix is not None:
             clauses.append("substr(coalesce(json_extract(d.metadata, '$.path'), d.id), 1, ?) = ?")
             params.extend([len(path_prefix), path_prefix])

@@ -136,7 +136,7 @@ def train(
     from transformers import AutoModelForSequenceClassification, get_linear_schedule_with_warmup
     from transformers.utils import logging as hf_logging
 
-    hf_logging.set_verbosity_error()  # "some weights were newly initialised" is the point here
+    hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # "some weights were newly initialised" is the point here
     if not pairs:
         raise TrainingError("no training pairs")
     torch.manual_seed(config.seed)
@@ -162,7 +162,7 @@ def train(
          "weight_decay": 0.0},
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.learning_rate)
-    scheduler = get_linear_schedule_with_warmup(
+    scheduler = get_linear_schedule_with_warmup(  # type: ignore[no-untyped-call]
         optimizer, int(config.warmup * len(schedule)), len(schedule))
     work.mkdir(parents=True, exist_ok=True)
     checkpoint = work / "checkpoint.pt"

@@ -281,7 +281,8 @@ def train_verifier(
     _write_manifest(stage, "model.onnx", results[precision]["threshold"], config, extra)
     _install(stage, out)
     shutil.rmtree(work, ignore_errors=True)
-    return json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    return manifest
 
 
 class _CosineAsModel:
