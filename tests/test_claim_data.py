@@ -83,9 +83,8 @@ def test_best_threshold_weighs_every_source_equally() -> None:
 def test_eval_verifier_reports_and_compares_two_configurations(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from ragline.cli import _mount_optional, app
+    from ragline.cli import app
 
-    _mount_optional()
     rows = []
     for i in range(20):
         doc = f"Item {i} costs {i + 10} dollars and is sold in Lisbon."
@@ -110,9 +109,8 @@ def test_eval_verifier_reports_and_compares_two_configurations(tmp_path: Path) -
 def test_eval_verifier_bad_dataset_line_exits_2_naming_it(tmp_path: Path) -> None:
     from typer.testing import CliRunner
 
-    from ragline.cli import _mount_optional, app
+    from ragline.cli import app
 
-    _mount_optional()
     path = _write(tmp_path / "claims.jsonl", [{"doc": "d", "claim": "c", "label": 7}])
     result = CliRunner().invoke(app, ["eval", "verifier", "--dataset", str(path)])
     assert result.exit_code == 2

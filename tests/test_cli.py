@@ -159,3 +159,25 @@ def test_llm_settings_come_from_the_config_file_and_flags(tmp_path: Path) -> Non
     assert result.returncode == 2 and "valid keys in [llm]" in result.stderr
     result = ragline("llm", "hi", "--config", str(config), "--timeout", "-1", check=False)
     assert result.returncode == 2 and "Traceback" not in result.stderr
+
+
+def test_lazy_commands_list_the_help_they_have_once_loaded() -> None:
+    """`ragline --help` lists lazily mounted commands by a one-line help kept in cli.py: it must
+    say what the command itself says."""
+    from ragline.cli import LAZY_COMMANDS, load_lazy_command
+
+    for name, (*_, listed) in LAZY_COMMANDS.items():
+        command = load_lazy_command(name)
+        assert command.name == name
+        assert (command.help or "").strip().split("\n")[0] == listed, name
+
+
+def test_help_and_version_do_not_import_the_heavy_parts() -> None:
+    code = ("import sys; from ragline.cli import main; sys.argv = ['ragline', '--help']\n"
+            "try:\n    main()\nexcept SystemExit:\n    pass\n"
+            "heavy = {'numpy', 'onnxruntime', 'pydantic', 'httpx', 'openai', 'docx', 'pypdfium2',"
+            " 'bm25s', 'ragline.index'} & set(sys.modules)\n"
+            "print('HEAVY', sorted(heavy))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "HEAVY []" in out.stdout, out.stdout[-300:]
+    assert ragline("--version").stdout.startswith("ragline ")

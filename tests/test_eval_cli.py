@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from ragline.cli import _mount_optional, app
+from ragline.cli import app
 from ragline.evaluate.registry import QueryResult, RunRegistry
 
 TOPICS = [
@@ -22,7 +22,6 @@ TOPICS = [
 ]
 
 runner = CliRunner()
-_mount_optional()
 
 
 @pytest.fixture()

@@ -89,9 +89,8 @@ def test_without_the_assembled_generator_the_bundled_model_stays_the_default(
 
 
 def test_assemble_command_reports_missing_parts_and_exits_1() -> None:
-    from ragline.cli import _mount_optional, app
+    from ragline.cli import app
 
-    _mount_optional()
     result = CliRunner().invoke(app, ["models", "assemble", "no-such-model"])
     assert result.exit_code == 1
     assert "unknown packaged model" in result.output

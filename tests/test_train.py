@@ -12,14 +12,13 @@ import pytest
 from typer.testing import CliRunner
 
 from ragline.answer.support_model import SupportModel, read_manifest
-from ragline.cli import _mount_optional, app
+from ragline.cli import app
 from ragline.train.cross_encoder import TrainConfig, length_batches
 
 pytest.importorskip("torch")
 pytest.importorskip("transformers")
 
 runner = CliRunner()
-_mount_optional()
 
 CITIES = ["Paris", "Lima", "Oslo", "Cairo", "Quito", "Hanoi", "Dakar", "Riga", "Sofia", "Bern"]
 COUNTRIES = ["France", "Peru", "Norway", "Egypt", "Ecuador", "Vietnam", "Senegal", "Latvia",

@@ -7,29 +7,23 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 import typer.core
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    ProgressColumn,
-    Task,
-    TextColumn,
-    TimeElapsedColumn,
-)
-from rich.table import Table
 from rich.text import Text
 
-from ragline.config import RaglineConfig, load_config
 from ragline.errors import RaglineError
-from ragline.index import DEFAULT_INDEX, Index
-from ragline.ingest import IngestSummary
 from ragline.types import FusionMethod, Hit, RetrievalMode
+
+if TYPE_CHECKING:  # the heavy parts load inside the command that needs them
+    from ragline.config import RaglineConfig
+    from ragline.index import Index
+    from ragline.ingest import IngestSummary
+
+DEFAULT_INDEX = Path(".ragline")
 
 
 def _version(value: bool) -> None:
@@ -41,7 +35,34 @@ def _version(value: bool) -> None:
 
 
 class _Group(typer.core.TyperGroup):
-    """Turns a RaglineError into its message and exit code 2, instead of a traceback."""
+    """Turns a RaglineError into its message and exit code 2, instead of a traceback; mounts the
+    commands of LAZY_COMMANDS on first use (the help listing shows their one-line help without
+    importing them)."""
+
+    _listing = False
+
+    def list_commands(self, ctx: Any) -> list[str]:
+        names = list(super().list_commands(ctx))
+        return names + [n for n in LAZY_COMMANDS if n not in names]
+
+    def get_command(self, ctx: Any, name: str) -> Any:
+        command = super().get_command(ctx, name)
+        if command is not None or name not in LAZY_COMMANDS:
+            return command
+        if self._listing:  # `ragline --help`: a stand-in with the one-line help is enough
+            import click
+
+            return click.Command(name, help=LAZY_COMMANDS[name][3])
+        command = load_lazy_command(name)
+        self.add_command(command, name)
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
 
     def invoke(self, ctx: Any) -> Any:
         import sqlite3
@@ -110,53 +131,12 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def _config(path: Path | None) -> RaglineConfig | None:
+    from ragline.config import load_config
+
     return load_config(path) if path is not None else None
 
 
 # -- ingest -----------------------------------------------------------------------------------
-
-
-class _RateColumn(ProgressColumn):
-    def __init__(self, field: str, unit: str) -> None:
-        super().__init__()
-        self.field, self.unit = field, unit
-
-    def render(self, task: Task) -> Text:
-        elapsed = task.elapsed or 0.0
-        count = task.fields.get(self.field, 0)
-        rate = count / elapsed if elapsed > 0 else 0.0
-        return Text(f"{rate:,.1f} {self.unit}/s", style="cyan")
-
-
-class _RichIngestProgress:
-    def __init__(self, progress: Progress, *, live: bool) -> None:
-        self._progress = progress
-        self.live = live  # failures are printed as they happen (and not again in the summary)
-        self._task = progress.add_task("ingest", total=None, documents=0, chunks=0)
-        self._documents = 0
-        self._chunks = 0
-
-    def start(self, total_files: int) -> None:
-        self._progress.update(self._task, total=total_files)
-
-    def advance(self, files: int, documents: int, chunks: int) -> None:
-        self._documents += documents
-        self._chunks += chunks
-        self._progress.update(self._task, advance=files, documents=self._documents,
-                              chunks=self._chunks)
-
-    def failure(self, path: str, reason: str, message: str) -> None:
-        if self.live:
-            self._progress.console.print(
-                Text.assemble(("skipped ", "yellow"), f"{printable(path)}: {message}"))
-
-
-def _ingest_progress(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("[bold]ingest"), BarColumn(), MofNCompleteColumn(), TextColumn("files"),
-        _RateColumn("documents", "docs"), _RateColumn("chunks", "chunks"), TimeElapsedColumn(),
-        console=err_console, disable=not enabled, transient=False,
-    )
 
 
 @app.command()
@@ -176,18 +156,25 @@ def ingest(
              "so nothing outside the given folders is read).")] = False,
     decode_errors: Annotated[str | None, typer.Option(
         help="Text that is not valid UTF-8: strict (fail the file) or replace (U+FFFD).")] = None,
+    quiet: Annotated[bool, typer.Option(
+        "--quiet", "-q", help="No progress on stderr (the summary is still printed).")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Ingest documents (txt, md, html, pdf, docx, jsonl) into an index; re-runs are incremental."""
+    """Ingest documents (txt, md, html, pdf, docx, jsonl) into an index; re-runs are incremental.
+
+    Progress goes to stderr: a bar on a terminal, else one line every few seconds."""
+    from ragline.cli_progress import BarProgress, LineProgress, NoProgress
+    from ragline.index import Index
+
     cfg = _config(config)
     overrides: dict[str, Any] = {"max_file_bytes": max_file_size, "decode_errors": decode_errors}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
         cfg = (cfg or Index(index).config).merged(overrides)
     idx = Index(index, cfg)
-    show = not json_output and sys.stderr.isatty()
-    with _ingest_progress(show) as progress:
-        shown = _RichIngestProgress(progress, live=show)
+    shown = (NoProgress(sys.stderr) if quiet else BarProgress(err_console)
+             if sys.stderr.isatty() else LineProgress(sys.stderr))
+    with shown:
         summary = idx.ingest(paths, prune=prune, lock_timeout=wait, progress=shown,
                              follow_symlinks=follow_symlinks)
     if json_output:
@@ -198,14 +185,11 @@ def ingest(
         raise typer.Exit(1)
 
 
-def printable(name: str) -> str:
-    """A file name or id on one line: control characters (a newline in a name) escaped."""
-    if name.isprintable():
-        return name
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in name)
-
-
 def _print_summary(summary: IngestSummary, idx: Index, *, failures_listed: bool) -> None:
+    from rich.table import Table
+
+    from ragline.cli_progress import printable
+
     table = Table(title=f"ingest into {idx.path}", show_header=False)
     for label in ("added", "updated", "unchanged", "removed", "failed"):
         table.add_row(label, str(getattr(summary, label)))
@@ -256,6 +240,8 @@ def search_command(
     json_output: JsonOption = False,
 ) -> None:
     """Search the index by keyword (BM25), meaning (dense) or both (hybrid)."""
+    from ragline.index import Index
+
     idx = Index(index, _config(config))
     hits = idx.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, rrf_k=rrf_k,
                       depth=depth, where=_parse_where(where or []), path_prefix=path_prefix)
@@ -266,6 +252,8 @@ def search_command(
 
 
 def _print_hits(hits: list[Hit]) -> None:
+    from ragline.cli_progress import printable
+
     if not hits:
         console.print("no results")
         return
@@ -286,6 +274,8 @@ def _print_hits(hits: list[Hit]) -> None:
 @app.command()
 def stats(index: IndexOption = DEFAULT_INDEX, json_output: JsonOption = False) -> None:
     """Show what an index holds."""
+    from ragline.index import Index
+
     data = Index(index).stats()
     if json_output:
         typer.echo(json.dumps(data, indent=2))
@@ -345,41 +335,59 @@ def bench_retrieval(
         render_benchmark(result, console)
 
 
-def _mount_optional() -> None:
-    """Sub-commands that live beside their own stage of the package."""
-    mounts: list[tuple[str, str, str, str]] = [
-        ("ragline.evaluate.commands", "runs_app", "typer", "runs"),
-        ("ragline.evaluate.commands", "datasets_app", "typer", "datasets"),
-        ("ragline.evaluate.cli", "eval_app", "typer", "eval"),
-        ("ragline.evaluate.cli", "tune_app", "typer", "tune"),
-        ("ragline.answer.commands", "verify_command", "command", "verify"),
-        ("ragline.llm.models", "models_app", "typer", "models"),
-        ("ragline.answer.cli", "ask_command", "command", "ask"),
-        ("ragline.answer.cli", "chat_command", "command", "chat"),
-        ("ragline.llm.commands", "llm_command", "command", "llm"),
-        ("ragline.llm.commands", "ledger_app", "typer", "ledger"),
-        ("ragline.train.cli", "train_app", "typer", "train"),
-    ]
+# Sub-commands that live beside their own stage of the package, imported only when run (or when
+# their own --help is asked for): `ragline --help` and `ragline search` never import them.
+# name: (module, attribute, "typer" app or "command" function, one-line help for the listing).
+LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
+    "ask": ("ragline.answer.cli", "ask_command", "command",
+            "Answer a question from the index, with verified citations (or abstain)."),
+    "chat": ("ragline.answer.cli", "chat_command", "command",
+             "Chat with the index: one question per line, follow-ups rewritten; /reset, /exit."),
+    "verify": ("ragline.answer.commands", "verify_command", "command",
+               "Check each cited claim of an answer against the index and print a verdict per "
+               "claim."),
+    "eval": ("ragline.evaluate.cli", "eval_app", "typer",
+             "Evaluate retrieval, answers or the claim verifier; runs are recorded."),
+    "tune": ("ragline.evaluate.cli", "tune_app", "typer",
+             "Tune retrieval settings on a train split (never on test)."),
+    "runs": ("ragline.evaluate.commands", "runs_app", "typer",
+             "Recorded evaluation runs: list, show, compare."),
+    "datasets": ("ragline.evaluate.commands", "datasets_app", "typer", "Evaluation datasets."),
+    "llm": ("ragline.llm.commands", "llm_command", "command",
+            "Send one prompt to a model and print the reply (every call goes in the ledger)."),
+    "ledger": ("ragline.llm.commands", "ledger_app", "typer",
+               "The LLM cost ledger: every call and attempt."),
+    "models": ("ragline.llm.models", "models_app", "typer",
+               "Download and list local GGUF models (no download ever happens implicitly)."),
+    "train": ("ragline.train.cli", "train_app", "typer",
+                "Train ragline's own models (needs: pip install 'ragline[train]')."),
+}
+
+
+def load_lazy_command(name: str) -> Any:
+    """The click command of a lazily mounted sub-command (imports its module)."""
     import importlib
 
-    from ragline.evaluate.answers_cli import eval_answers
-    from ragline.evaluate.cli import eval_app
-    from ragline.evaluate.verifier_cli import eval_verifier
+    module, attribute, kind, _ = LAZY_COMMANDS[name]
+    target: Any = getattr(importlib.import_module(module), attribute)
+    if name == "eval":
+        from ragline.evaluate.answers_cli import eval_answers
+        from ragline.evaluate.verifier_cli import eval_verifier
 
-    if not any(c.name == "answers" for c in eval_app.registered_commands):
-        eval_app.command("answers")(eval_answers)
-        eval_app.command("verifier")(eval_verifier)
-    for module_name, attr, kind, name in mounts:
-        module = importlib.import_module(module_name)
-        target: Any = getattr(module, attr)
-        if kind == "command":
-            app.command(name)(target)
-        else:
-            app.add_typer(target, name=name)
+        if not any(c.name == "answers" for c in target.registered_commands):
+            target.command("answers")(eval_answers)
+            target.command("verifier")(eval_verifier)
+    if kind == "command":
+        single = typer.Typer(add_completion=False)
+        single.command(name)(target)
+        return typer.main.get_command(single)
+    target._add_completion = False  # completion belongs to the top-level command only
+    command = typer.main.get_group(target)  # a group even with one sub-command (`tune retrieval`)
+    command.name = name
+    return command
 
 
 def main() -> None:
-    _mount_optional()
     app()
 
 

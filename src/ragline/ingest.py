@@ -29,9 +29,11 @@ STAGES = ("discover", "load", "chunk", "embed", "store", "total")
 
 
 class IngestProgress(Protocol):
-    """What a progress display is told; every method is optional to act on."""
+    """What a progress display is told: the files found, chunks queued for embedding
+    (`chunked`), and then files, documents and chunks *embedded and stored* (`advance`)."""
 
     def start(self, total_files: int) -> None: ...
+    def chunked(self, chunks: int) -> None: ...
     def advance(self, files: int, documents: int, chunks: int) -> None: ...
     def failure(self, path: str, reason: str, message: str) -> None: ...
 
@@ -239,6 +241,8 @@ class Ingestor:
                     self.summary.updated += 1
         with _Timer(self.summary, "chunk"):  # one tokenizer call for the whole batch
             chunked = chunk_documents(changed, self.chunking, self.embedder.count_tokens)
+        if self.progress and changed:
+            self.progress.chunked(sum(len(chunks) for chunks in chunked))
         for doc, chunks in zip(changed, chunked, strict=True):
             self._pending.append((doc, chunks))
             self._pending_chunks += len(chunks)

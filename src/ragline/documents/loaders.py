@@ -18,9 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
-from ragline.documents._html import declared_charset, extract_html
 from ragline.documents._markdown import first_h1, markdown_headings
-from ragline.documents._office import parse_docx, parse_pdf
 from ragline.documents._parsed import Parsed, unreadable
 from ragline.errors import (
     ConfigError,
@@ -259,7 +257,11 @@ def _parse(info: _FileInfo, decode_errors: DecodeErrors) -> Parsed:
     if info.doc_type is DocType.HTML:
         return _parse_html(info, decode_errors)
     if info.doc_type is DocType.PDF:
+        from ragline.documents._office import parse_pdf  # the parsers load on first use
+
         return parse_pdf(info.path, info.rel)
+    from ragline.documents._office import parse_docx
+
     return parse_docx(info.path, info.rel)
 
 
@@ -328,6 +330,8 @@ def _parse_markdown(info: _FileInfo, decode_errors: DecodeErrors) -> Parsed:
 
 def _parse_html(info: _FileInfo, decode_errors: DecodeErrors) -> Parsed:
     data = _read_bytes(info)
+    from ragline.documents._html import declared_charset, extract_html
+
     charset = declared_charset(data)
     encoding = None if charset in (None, "utf-8-sig") else charset
     html = _decode(data, info.rel, decode_errors, encoding)

@@ -9,8 +9,6 @@ from typing import Literal, get_args
 
 from ragline.embed.base import Embedder
 from ragline.embed.cache import CachedEmbedder, EmbeddingCache
-from ragline.embed.onnx import OnnxEmbedder
-from ragline.embed.openai_compat import OpenAICompatibleEmbedder
 from ragline.errors import ConfigError
 
 Provider = Literal["onnx", "openai-compatible"]
@@ -48,14 +46,19 @@ def build_embedder(config: EmbedderConfig) -> Embedder:
 def build_inner(config: EmbedderConfig) -> Embedder:
     """The configured embedder without a cache."""
     if config.provider == "onnx":
+        from ragline.embed.onnx import OnnxEmbedder  # onnxruntime loads on first use
+
         model_path = Path(config.model).expanduser() if config.model else None
         return OnnxEmbedder(model_path, threads=config.threads, batch_size=config.batch_size)
     if config.provider == "openai-compatible":
         if not config.model or not config.base_url:
             raise ConfigError(
-                "provider 'openai-compatible' needs both model and base_url, e.g. "
-                "model='nomic-embed-text', base_url='http://127.0.0.1:11434/v1'"
+                "embedder provider 'openai-compatible' needs both [embedder] model and "
+                "base_url, e.g. model = \"nomic-embed-text\", "
+                "base_url = \"http://127.0.0.1:11434/v1\""
             )
+        from ragline.embed.openai_compat import OpenAICompatibleEmbedder
+
         return OpenAICompatibleEmbedder(
             config.model,
             config.base_url,

@@ -24,9 +24,9 @@ from ragline.evaluate.retrieval import ConfigResult, evaluate_config, load_datas
 from ragline.evaluate.stats import Comparison, compare_paired
 from ragline.evaluate.tune import PRIMARY, best, default_grid, pareto_front, sweep
 
-eval_app = typer.Typer(help="Evaluate retrieval (and answers) on labelled data.",
+eval_app = typer.Typer(help="Evaluate retrieval, answers or the claim verifier; runs are recorded.",
                        no_args_is_help=True)
-tune_app = typer.Typer(help="Search a grid of settings for the best configuration.",
+tune_app = typer.Typer(help="Tune retrieval settings on a train split (never on test).",
                        no_args_is_help=True)
 
 out = Console()

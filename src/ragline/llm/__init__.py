@@ -4,11 +4,11 @@ structured output and tool calling."""
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-# Imported on first use (PEP 562), so `import ragline` and a CLI command that never calls a
-# model do not pay for the SDKs and the HTTP stack.
+from ragline._lazy import lazy_exports
+
+# Imported on first use (PEP 562): a command that never calls a model does not pay for the SDKs.
 _EXPORTS: dict[str, str] = {
     "LLM": "ragline.llm.client",
     "AuthenticationFailed": "ragline.llm.errors",
@@ -158,11 +158,4 @@ __all__ = [
     "tool_from_function",
 ]
 
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__, __dir__ = lazy_exports(__name__, _EXPORTS)
