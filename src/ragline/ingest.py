@@ -8,6 +8,7 @@ document whose content hash and settings are already stored, and finishes the re
 
 from __future__ import annotations
 
+import itertools
 import os
 import time
 from collections.abc import Iterable, Sequence
@@ -18,13 +19,14 @@ from typing import Any, Protocol
 import numpy as np
 
 from ragline.documents.chunking import ChunkingConfig, ChunkStrategy, chunk_documents
-from ragline.documents.loaders import DecodeErrors, iter_files, load_file_report
+from ragline.documents.loaders import DecodeErrors, iter_files, stream_file
 from ragline.embed.base import Embedder
 from ragline.errors import DocumentError, RaglineError
 from ragline.store.sqlite import FileState, SQLiteStore
 from ragline.types import Chunk, Document
 
 BATCH_CHUNKS = 256
+BATCH_DOCUMENTS = 256  # documents chunked (and token-counted) per call: a JSONL file is streamed
 STAGES = ("discover", "load", "chunk", "embed", "store", "total")
 
 
@@ -137,7 +139,7 @@ class Ingestor:
         batch: list[Document] = []
         for doc in documents:
             batch.append(doc)
-            if len(batch) >= BATCH_CHUNKS:
+            if len(batch) >= BATCH_DOCUMENTS:
                 self._queue_documents(batch)
                 batch = []
         self._queue_documents(batch)
@@ -168,20 +170,29 @@ class Ingestor:
             self._advance(1, len(state.doc_ids), 0)
             return
         self.store.clear_failures(key)
-        with _Timer(self.summary, "load"):
-            try:
-                result = load_file_report(path, root=id_root, max_file_bytes=self.max_file_bytes,
-                                          decode_errors=self.decode_errors)
-            except DocumentError as exc:
-                self._fail(key, exc.reason, exc.message)
-                self._advance(1, 0, 0)
-                return
-        for problem in result.problems:  # per-record problems are named "rel/path:LINE"
-            line = problem.path.rpartition(":")[2]
-            where = f"{key}:{line}" if line.isdigit() else key
-            self._fail(where, problem.reason, problem.message)
-        refused = self._queue_documents(result.documents)
-        ids = [doc.id for doc in result.documents if doc.id not in refused]
+        items = stream_file(path, root=id_root, max_file_bytes=self.max_file_bytes,
+                            decode_errors=self.decode_errors)
+        ids: list[str] = []
+        try:
+            while True:  # a batch of documents at a time: memory is bounded by the batch
+                with _Timer(self.summary, "load"):
+                    batch = list(itertools.islice(items, BATCH_DOCUMENTS))
+                if not batch:
+                    break
+                documents = []
+                for item in batch:
+                    if isinstance(item, DocumentError):  # a record: "rel/path:LINE"
+                        line = item.path.rpartition(":")[2]
+                        where = f"{key}:{line}" if line.isdigit() else key
+                        self._fail(where, item.reason, item.message)
+                    else:
+                        documents.append(item)
+                refused = self._queue_documents(documents)
+                ids += [doc.id for doc in documents if doc.id not in refused]
+        except DocumentError as exc:
+            self._fail(key, exc.reason, exc.message)
+            self._advance(1, 0, 0)
+            return
         if state is not None:
             gone = set(state.doc_ids) - set(ids)
             with _Timer(self.summary, "store"):

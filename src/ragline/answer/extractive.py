@@ -38,7 +38,7 @@ def is_prose(text: str) -> bool:
     symbols: an extractive answer quotes sentences, not layout."""
     t = " ".join(text.split())
     words = t.split()
-    if len(words) < 3 or t.count("|") >= 2 or t.startswith(("#", "```", "|")):
+    if len(words) < 2 or t.count("|") >= 2 or t.startswith(("#", "```", "|")):
         return False
     visible = [c for c in t if not c.isspace()]
     if sum(c.isalpha() for c in visible) < 0.6 * len(visible):

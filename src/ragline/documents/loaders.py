@@ -349,8 +349,18 @@ def _parse_html(info: _FileInfo, decode_errors: DecodeErrors) -> Parsed:
 
 
 def _load_jsonl(info: _FileInfo, decode_errors: DecodeErrors) -> LoadResult:
-    """One document per record, read a line at a time; a bad record never sinks the file."""
+    """One document per record; a bad record never sinks the file."""
     result = LoadResult()
+    for item in _iter_jsonl(info, decode_errors):
+        if isinstance(item, DocumentError):
+            result.problems.append(item)
+        else:
+            result.documents.append(item)
+    return result
+
+
+def _iter_jsonl(info: _FileInfo, decode_errors: DecodeErrors) -> Iterator[Document | DocumentError]:
+    """The records of a JSONL file read a line at a time: memory holds one line, not the file."""
     seen: set[str] = set()
     any_record = False
     try:
@@ -360,16 +370,34 @@ def _load_jsonl(info: _FileInfo, decode_errors: DecodeErrors) -> LoadResult:
                     continue
                 any_record = True
                 try:
-                    document = _jsonl_record(info, line, number, decode_errors, seen)
+                    yield _jsonl_record(info, line, number, decode_errors, seen)
                 except DocumentError as problem:
-                    result.problems.append(problem)
-                    continue
-                result.documents.append(document)
+                    yield problem
     except OSError as exc:
         raise unreadable(info.rel, exc) from exc
     if not any_record:
         raise DocumentError(info.rel, "empty", "the file has no records; nothing to index")
-    return result
+
+
+def stream_file(
+    path: Path,
+    *,
+    root: Path | None = None,
+    max_file_bytes: int = DEFAULT_MAX_FILE_BYTES,
+    decode_errors: DecodeErrors = "strict",
+) -> Iterator[Document | DocumentError]:
+    """Like `load_file_report`, one item at a time: the documents of the file and, in place of
+    each record that could not be read, its DocumentError. A JSONL file is streamed; an error
+    about the whole file is raised."""
+    _check_limit(max_file_bytes)
+    if decode_errors not in ("strict", "replace"):
+        raise ConfigError(f"decode_errors must be 'strict' or 'replace', not {decode_errors!r}")
+    info = _file_info(path, root, max_file_bytes)
+    if info.doc_type is DocType.JSONL:
+        yield from _iter_jsonl(info, decode_errors)
+        return
+    yield from load_file_report(path, root=root, max_file_bytes=max_file_bytes,
+                                decode_errors=decode_errors).documents
 
 
 def _jsonl_record(

@@ -10,7 +10,14 @@ import numpy.typing as npt
 
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, EmptyQuery
-from ragline.retrieve.fusion import minmax_fusion, reciprocal_rank_fusion, top
+from ragline.retrieve.fusion import (
+    Ranked,
+    as_pairs,
+    as_ranked,
+    minmax_fusion,
+    reciprocal_rank_fusion,
+    top,
+)
 from ragline.store.derived import DerivedIndex
 from ragline.store.keyword import Scores
 from ragline.store.sqlite import SQLiteStore
@@ -52,8 +59,8 @@ def search(
     embedder: Embedder,
 ) -> list[Hit]:
     """Rank the index's chunks for `query`; each hit records every retriever's rank."""
-    lists = candidate_lists(query, params, derived, store, embedder)
-    return _to_hits(fuse(lists, params), lists, derived, store)
+    lists = _candidates(query, params, derived, store, embedder)
+    return _to_hits(_fuse(lists, params), lists, derived, store)
 
 
 def candidate_lists(
@@ -64,9 +71,25 @@ def candidate_lists(
     embedder: Embedder,
 ) -> dict[str, list[tuple[int, float]]]:
     """Each retriever's ranked (row, score) candidates, before fusion."""
+    return {name: as_pairs(ranked)
+            for name, ranked in _candidates(query, params, derived, store, embedder).items()}
+
+
+def fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
+    """The final top-k (row, score) list: one retriever's list as is, or the fusion of two."""
+    return as_pairs(_fuse({name: as_ranked(pairs) for name, pairs in lists.items()}, params))
+
+
+def _candidates(
+    query: str,
+    params: SearchParams,
+    derived: DerivedIndex,
+    store: SQLiteStore,
+    embedder: Embedder,
+) -> dict[str, Ranked]:
     if not query or not query.strip():
         raise EmptyQuery("the query is empty: give some words to search for")
-    lists: dict[str, list[tuple[int, float]]] = {}
+    lists: dict[str, Ranked] = {}
     if derived.size == 0:
         return lists
     mask = _filter_mask(derived, store, params)
@@ -79,12 +102,12 @@ def candidate_lists(
     return lists
 
 
-def fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
-    """The final top-k (row, score) list: one retriever's list as is, or the fusion of two."""
+def _fuse(lists: dict[str, Ranked], params: SearchParams) -> Ranked:
     if not lists:
-        return []
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
     if len(lists) == 1:
-        return next(iter(lists.values()))[: params.k]
+        rows, scores = next(iter(lists.values()))
+        return rows[: params.k], scores[: params.k]
     if params.fusion is FusionMethod.RRF:
         fused = reciprocal_rank_fusion(lists, k=params.rrf_k)
     else:
@@ -103,9 +126,8 @@ def _filter_mask(
 
 def _top_rows(
     scores: Scores, mask: npt.NDArray[np.bool_] | None, depth: int, *, positive_only: bool = False
-) -> list[tuple[int, float]]:
+) -> Ranked:
     """Row positions of the `depth` best scores (stable order: score desc, then position)."""
-    scores = scores.astype(np.float64)
     if mask is not None:
         scores = np.where(mask, scores, -np.inf)
     valid = scores > 0 if positive_only else np.isfinite(scores)
@@ -113,21 +135,23 @@ def _top_rows(
     if candidates.size > depth:
         part = np.argpartition(-scores[candidates], depth - 1)[:depth]
         candidates = candidates[part]
-    order = np.lexsort((candidates, -scores[candidates]))
-    return [(int(candidates[i]), float(scores[candidates[i]])) for i in order]
+    picked = scores[candidates].astype(np.float64)
+    order = np.lexsort((candidates, -picked))
+    return candidates[order].astype(np.int64), picked[order]
 
 
 def _to_hits(
-    ranked: list[tuple[int, float]],
-    lists: dict[str, list[tuple[int, float]]],
-    derived: DerivedIndex,
-    store: SQLiteStore,
+    ranked: Ranked, lists: dict[str, Ranked], derived: DerivedIndex, store: SQLiteStore
 ) -> list[Hit]:
-    ranks = {name: {row: (i + 1, s) for i, (row, s) in enumerate(rows)} for name, rows in lists.items()}
-    stored = store.chunks_by_rowid([int(derived.rowids[row]) for row, _ in ranked])
+    """Hits for the fused top-k only: k chunks fetched, each retriever's rank looked up."""
+    rows, scores = ranked
+    ranks = {name: _ranks_of(rows, candidates) for name, candidates in lists.items()}
+    rowids = derived.rowids[rows].tolist()
+    stored = store.chunks_by_rowid(rowids)
     hits = []
-    for position, (row, score) in enumerate(ranked, start=1):
-        item = stored.get(int(derived.rowids[row]))
+    for position, (row, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True),
+                                            start=1):
+        item = stored.get(rowids[position - 1])
         if item is None:  # deleted since the derived index was built
             continue
         bm25 = ranks.get("bm25", {}).get(row)
@@ -139,3 +163,10 @@ def _to_hits(
             doc_title=item.doc_title, doc_type=item.doc_type, source_path=item.source_path,
         ))
     return hits
+
+
+def _ranks_of(rows: npt.NDArray[np.int64], candidates: Ranked) -> dict[int, tuple[int, float]]:
+    """(1-based rank, score) in `candidates` of each of `rows` that it holds."""
+    listed, scores = candidates
+    at = {row: i for i, row in enumerate(listed.tolist())}
+    return {row: (at[row] + 1, float(scores[at[row]])) for row in rows.tolist() if row in at}
