@@ -35,10 +35,10 @@ demo: install generator
 	@echo "== ingest this project's docs/ and README into $(DEMO_INDEX)"
 	$(BIN)/ragline ingest docs README.md --index $(DEMO_INDEX) --prune
 	@echo "== search: hybrid (BM25 + dense), then keyword only"
-	$(BIN)/ragline search "how does hybrid search fuse BM25 and dense results" --index $(DEMO_INDEX) -k 3
+	$(BIN)/ragline search "how are keyword and vector scores combined" --index $(DEMO_INDEX) -k 3
 	$(BIN)/ragline search "corrupt PDF" --mode bm25 --index $(DEMO_INDEX) -k 3
 	@echo "== ask: the local generator (Qwen2.5-Coder-1.5B) via llama.cpp, 2 cores: expect ~15-30 s per answer; every claim is checked by the trained verifier"
-	$(BIN)/ragline ask "How does hybrid search fuse BM25 and dense results?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
+	$(BIN)/ragline ask "How are keyword and vector scores combined in hybrid search?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	$(BIN)/ragline ask "Which local model does ragline run without an API key?" --index $(DEMO_INDEX) --k 3 --max-tokens 120 --stream
 	@echo "== ask --extractive: the best-supported source sentences, no generation"
 	$(BIN)/ragline ask "Where does ragline keep its embedding cache?" --index $(DEMO_INDEX) --extractive

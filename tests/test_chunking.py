@@ -5,6 +5,7 @@ import itertools
 import random
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tokenizers import Tokenizer
@@ -516,3 +517,11 @@ def test_loaded_markdown_chunks_by_headings_with_auto(tmp_path: Path) -> None:
     assert_well_formed(doc, chunks)
     assert [c.heading_path for c in chunks] == [("Guide",), ("Guide", "Install")]
     assert chunks[1].text.startswith("## Install") and chunks[1].text.endswith("Done.")
+
+
+def test_record_fit_is_decided_without_tokenising_all_of_a_long_record(embedder: Any) -> None:
+    """The ONNX counter stops after limit + 1 pieces: a long record counts as "over", a short
+    one exactly."""
+    long, short = "word " * 5000, "a short record"
+    counts = embedder.count_tokens([long, short], limit=256)
+    assert counts == [257, embedder.count_tokens([short])[0]]

@@ -121,11 +121,24 @@ def resolve_strategy(doc: Document, strategy: ChunkStrategy) -> ChunkStrategy:
     return ChunkStrategy.RECURSIVE
 
 
-def _checked(count_tokens: TokenCounter) -> TokenCounter:
-    def count(texts: Sequence[str]) -> list[int]:
-        if not texts:
-            return []
-        counts = list(count_tokens(texts))
+class _Counter:
+    """The token counter, checked (one count per text), with an early-stopping variant for
+    "does this record fit in `limit` tokens?" (its count is exact when it fits)."""
+
+    def __init__(self, count_tokens: TokenCounter) -> None:
+        self._count_tokens = count_tokens
+
+    def __call__(self, texts: Sequence[str]) -> list[int]:
+        return self._checked(texts, list(self._count_tokens(texts)) if texts else [])
+
+    def capped(self, texts: Sequence[str], limit: int) -> list[int]:
+        from ragline.embed.base import count_tokens_capped
+
+        counts = count_tokens_capped(self._count_tokens, texts, limit) if texts else []
+        return self._checked(texts, counts)
+
+    @staticmethod
+    def _checked(texts: Sequence[str], counts: list[int]) -> list[int]:
         if len(counts) != len(texts):
             raise ChunkingError(
                 f"token counter returned {len(counts)} counts for {len(texts)} texts; "
@@ -133,7 +146,9 @@ def _checked(count_tokens: TokenCounter) -> TokenCounter:
             )
         return counts
 
-    return count
+
+def _checked(count_tokens: TokenCounter) -> _Counter:
+    return _Counter(count_tokens)
 
 
 def _to_chunks(
@@ -174,9 +189,10 @@ def _whole_records(
     docs: list[Document],
     strategies: list[ChunkStrategy],
     config: ChunkingConfig,
-    count: TokenCounter,
+    count: _Counter,
 ) -> dict[int, list[Chunk]]:
-    """RECORD documents that fit `record_max_tokens`, as one chunk each (one counter call)."""
+    """RECORD documents that fit `record_max_tokens`, as one chunk each (one counter call that
+    stops tokenising a record once it is over the limit)."""
     candidates: list[tuple[int, _Span]] = []
     done: dict[int, list[Chunk]] = {}
     for index, (doc, strategy) in enumerate(zip(docs, strategies, strict=True)):
@@ -187,7 +203,8 @@ def _whole_records(
             done[index] = []
         elif span.end - span.start <= config.record_max_tokens * MAX_CHARS_PER_TOKEN:
             candidates.append((index, span))
-    counts = count([docs[i].text[s.start : s.end] for i, s in candidates])
+    counts = count.capped([docs[i].text[s.start : s.end] for i, s in candidates],
+                          config.record_max_tokens)
     for (index, span), tokens in zip(candidates, counts, strict=True):
         if tokens <= config.record_max_tokens:
             done[index] = _to_chunks(docs[index], [span], count, [tokens])

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import inspect
+from collections.abc import Callable, Sequence
 from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -27,3 +28,15 @@ class Embedder(Protocol):
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors: ...
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]: ...
+
+
+def count_tokens_capped(
+    counter: Callable[..., list[int]], texts: Sequence[str], limit: int
+) -> list[int]:
+    """Token counts where only "at most `limit`" matters: a counter that takes `limit=` (the
+    ONNX embedder's) stops tokenising early; any other counts in full."""
+    try:
+        accepts = "limit" in inspect.signature(counter).parameters
+    except (TypeError, ValueError):
+        accepts = False
+    return list(counter(texts, limit=limit) if accepts else counter(texts))

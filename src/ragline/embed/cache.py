@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
-from ragline.embed.base import Embedder, EmbedKind, Vectors
+from ragline.embed.base import Embedder, EmbedKind, Vectors, count_tokens_capped
 from ragline.errors import EmbedderError
 from ragline.paths import ragline_home
 
@@ -227,8 +227,10 @@ class CachedEmbedder:
         finally:
             self.enabled = previous
 
-    def count_tokens(self, texts: Sequence[str]) -> list[int]:
-        return self.inner.count_tokens(texts)
+    def count_tokens(self, texts: Sequence[str], *, limit: int | None = None) -> list[int]:
+        if limit is None:
+            return self.inner.count_tokens(texts)
+        return count_tokens_capped(self.inner.count_tokens, texts, limit)
 
     def embed(self, texts: Sequence[str], *, kind: EmbedKind = "document") -> Vectors:
         """Vectors in input order: cached ones looked up, the rest embedded in one inner call."""

@@ -103,7 +103,31 @@ def _show_text(run: RunRecord) -> None:
             table.add_row(metric_label(name), f"{mean:.4f}")
         console.print(table)
     if run.summary:
-        console.print_json(json.dumps(run.summary))
+        rows = list(_flatten(run.summary))
+        table = Table("summary", "value", title="summary")
+        for key, value in rows[:SUMMARY_ROWS]:
+            table.add_row(escape(key), escape(value))
+        console.print(table)
+        if len(rows) > SUMMARY_ROWS:
+            console.print(f"... and {len(rows) - SUMMARY_ROWS} more (ragline runs show "
+                          f"{run.id} --json)")
+
+
+SUMMARY_ROWS = 40
+
+
+def _flatten(data: Any, prefix: str = "") -> Any:
+    """(dotted key, printable value) pairs of a nested summary; long lists are counted."""
+    if isinstance(data, dict):
+        for key, value in data.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(data, list) and (len(data) > 5 or any(isinstance(v, dict | list)
+                                                          for v in data)):
+        yield prefix, f"{len(data)} items"
+    elif isinstance(data, float):
+        yield prefix, f"{data:.4g}"
+    else:
+        yield prefix, "-" if data is None else str(data)
 
 
 @runs_app.command("show")
