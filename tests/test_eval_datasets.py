@@ -160,7 +160,7 @@ def test_qa_jsonl_without_passages_refuses_to_list_documents(tmp_path: Path) -> 
     _jsonl(path, [{"id": "1", "question": "q", "answers": ["a"], "relevant": ["d1"]}])
     ds = load_qa_jsonl(path)
     assert ds.qrels == {"1": {"d1": 1}}
-    with pytest.raises(DatasetError, match="corpus.jsonl"):
+    with pytest.raises(DatasetError, match=r"corpus\.jsonl"):
         ds.iter_documents()
 
 
