@@ -626,3 +626,9 @@ def test_openai_compatible_embedding_calls_are_ledger_rows(
     OpenAICompatibleEmbedder("fake-embed", url, max_retries=0).embed(["a", "b"])
     rows = [r for r in Ledger().records() if r.purpose == "embedding"]
     assert len(rows) == 1 and rows[0].outcome == "ok" and rows[0].model == "fake-embed"
+
+
+def test_long_inputs_go_in_smaller_batches() -> None:
+    """At most `max_tokens` padded tokens per model call: attention memory stays bounded."""
+    batches = length_sorted_batches([256] * 5 + [10] * 4, 32, max_tokens=512)
+    assert batches == [[5, 6, 7, 8], [0, 1], [2, 3], [4]]

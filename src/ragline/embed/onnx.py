@@ -101,10 +101,26 @@ def mean_pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64]) -> npt.NDAr
     return pooled
 
 
-def length_sorted_batches(lengths: Sequence[int], batch_size: int) -> list[list[int]]:
-    """Input positions grouped into batches of similar length (shortest first)."""
+BATCH_TOKENS = 4096  # most padded tokens per model call: bounds the activations (and the arena)
+
+
+def length_sorted_batches(
+    lengths: Sequence[int], batch_size: int, max_tokens: int = BATCH_TOKENS
+) -> list[list[int]]:
+    """Input positions grouped into batches of similar length (shortest first), each at most
+    `batch_size` inputs and `max_tokens` padded tokens (long inputs go in smaller batches:
+    attention memory grows with batch x length^2)."""
     order = sorted(range(len(lengths)), key=lambda i: lengths[i])
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
+    batches: list[list[int]] = []
+    current: list[int] = []
+    for i in order:
+        if current and (len(current) >= batch_size or (len(current) + 1) * lengths[i] > max_tokens):
+            batches.append(current)
+            current = []
+        current.append(i)
+    if current:
+        batches.append(current)
+    return batches
 
 
 def pad_batch(encodings: Sequence[Encoding]) -> dict[str, npt.NDArray[np.int64]]:
@@ -328,6 +344,9 @@ class OnnxEmbedder:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        # Input shapes change every batch, so memory patterns are never reused; with them on,
+        # the arena held ~1.8 GB after embedding 768 SciFact abstracts (0.95 GB off).
+        options.enable_mem_pattern = False
         # Spinning workers steal a shared core from other processes and collapse throughput.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.model_path
