@@ -2,7 +2,7 @@
 
     python benchmarks/ingest_memory.py                      # SciFact corpus.jsonl (8 MB)
     python benchmarks/ingest_memory.py --large-mb 200       # + a 200 MB JSONL built from it
-    python benchmarks/ingest_memory.py --kill-after 20      # kill -9 the first run, then resume
+    python benchmarks/ingest_memory.py --kill-after 60 --no-cache   # kill -9, then resume
 
 Each ingest runs as its own `ragline ingest FILE --index TMP --quiet --json` process; its peak
 RSS is read from the kernel (`getrusage(RUSAGE_CHILDREN)` after it exits). The large file cycles
@@ -69,6 +69,9 @@ def main() -> int:
     parser.add_argument("--file", type=Path, default=DATASET / "corpus.jsonl")
     parser.add_argument("--large-mb", type=int, default=0)
     parser.add_argument("--kill-after", type=float, default=0.0)
+    parser.add_argument("--no-cache", action="store_true",
+                        help="Bypass the embedding cache ([embedder] cache = false): the model "
+                             "embeds every chunk, as on a first ingest.")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     if not args.file.exists():
@@ -86,6 +89,10 @@ def main() -> int:
             index = Path(tmp) / f"ix-{name}"
             command = [RAGLINE, "ingest", str(path), "--index", str(index), "--quiet", "--json",
                        "--max-file-size", str(path.stat().st_size + 1)]
+            if args.no_cache:
+                config = Path(tmp) / "no-cache.toml"
+                config.write_text("[embedder]\ncache = false\n")
+                command += ["--config", str(config)]
             row: dict[str, Any] = {"bytes": path.stat().st_size}
             if args.kill_after:
                 row["killed_run"] = peak_of(command, kill_after=args.kill_after)
