@@ -360,7 +360,7 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "models": ("ragline.llm.models", "models_app", "typer",
                "Download and list local GGUF models (no download ever happens implicitly)."),
     "train": ("ragline.train.cli", "train_app", "typer",
-                "Train ragline's own models (needs: pip install 'ragline[train]')."),
+              "Train ragline's own models (needs: pip install 'ragline[train]')."),
 }
 
 

@@ -128,7 +128,7 @@ class Index:
             ingestor = self._ingestor(progress)
             summary = ingestor.ingest_paths([Path(p) for p in items], prune=prune,
                                             follow_symlinks=follow_symlinks)
-            self._derived_index()  # built now, or checked and repaired: never a silent "ok"
+            self.build_search_files()  # built now, or checked and repaired: never a silent "ok"
             return summary
 
     @_guarded
@@ -142,7 +142,7 @@ class Index:
         """Ingest in-memory documents (e.g. a BEIR corpus); unchanged ones are skipped."""
         with self._write_lock(lock_timeout):
             summary = self._ingestor(progress).ingest_documents(documents)
-            self._derived_index()
+            self.build_search_files()
             return summary
 
     def _ingestor(self, progress: IngestProgress | None) -> Ingestor:
@@ -227,6 +227,12 @@ class Index:
         """The keyword terms of `text` as BM25 tokenises them (stopwords out, stemmed)."""
         bm25 = self._derived_index().bm25
         return set() if bm25 is None else set(bm25.query_tokens(text))
+
+    @_guarded
+    def build_search_files(self) -> None:
+        """Load the derived search files of the current generation, building them when they are
+        missing, stale or damaged (what every ingest ends with, and `doctor --repair` runs)."""
+        self._derived_index()
 
     @_guarded
     def row_doc_ids(self) -> list[str]:

@@ -96,7 +96,7 @@ def chunk_documents(
 ) -> list[list[Chunk]]:
     """Chunk many documents; whole records (JSONL corpora) are token-counted in one batch."""
     docs = list(docs)
-    counter = _checked(count_tokens)
+    counter = _Counter(count_tokens)
     strategies = [resolve_strategy(doc, config.strategy) for doc in docs]
     chunks = _whole_records(docs, strategies, config, counter)
     for index, (doc, strategy) in enumerate(zip(docs, strategies, strict=True)):
@@ -146,9 +146,6 @@ class _Counter:
             )
         return counts
 
-
-def _checked(count_tokens: TokenCounter) -> _Counter:
-    return _Counter(count_tokens)
 
 
 def _to_chunks(

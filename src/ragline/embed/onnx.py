@@ -344,10 +344,9 @@ class OnnxEmbedder:
         options.intra_op_num_threads = self.threads
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-        # Input shapes change every batch, so memory patterns are never reused; with them on,
-        # the arena grew to ~1.8 GB over 768 SciFact abstracts. With them off and batches of at
-        # most BATCH_TOKENS padded tokens it stays near 0.4 GB (2,048) to 0.57 GB (4,096), at the
-        # same speed.
+        # Input shapes change every batch, so memory patterns are never reused, only kept: with
+        # them on and 32 x 256-piece batches a cold SciFact ingest held 2.2 GB; off, with batches
+        # of BATCH_TOKENS, 507 MB (benchmarks/ingest_memory.py --no-cache, docs/benchmarks.md §6).
         options.enable_mem_pattern = False
         # Spinning workers steal a shared core from other processes and collapse throughput.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

@@ -120,23 +120,12 @@ def _check_derived(store: SQLiteStore, repair: bool) -> Finding:
     if not repair:
         return Finding("search files", PROBLEM, f"{folder.name} {why}",
                        f"ragline doctor --repair --index {store.index_dir} (or any search)")
-    from ragline.config import parse_config
-    from ragline.store.keyword import BM25Config
+    from ragline.index import Index  # the settings the index was built with, one way
 
-    stored = store.get_meta("config")
-    config = parse_config(json.loads(stored)) if stored else parse_config({})
-    b = config.bm25
-    dim = _dimension(store) or 384
     shutil.rmtree(folder, ignore_errors=True)
-    derived.load_or_build(store, dim=dim,
-                          bm25=BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords,
-                                          stemmer=b.stemmer))
+    with Index(store.index_dir) as index:
+        index.build_search_files()
     return Finding("search files", REPAIRED, f"{folder.name} was {why}; rebuilt from SQLite")
-
-
-def _dimension(store: SQLiteStore) -> int | None:
-    row = store._conn.execute("SELECT length(embedding) FROM chunks LIMIT 1").fetchone()
-    return None if row is None else int(row[0]) // 4
 
 
 def _check_failures(store: SQLiteStore, repair: bool) -> Finding:
