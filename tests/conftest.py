@@ -14,12 +14,18 @@ SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
 # Session-scoped fixtures start before the per-test home below: they must not see the user's
 # state either (an assembled generator there would replace the tests' SmolLM2, say).
 os.environ["RAGLINE_HOME"] = tempfile.mkdtemp(prefix="ragline-test-home-")
+# The embedder folds its model once per $RAGLINE_HOME (ragline.embed.onnx.folded_model); every
+# test home shares this session's folded copy rather than folding again.
+FOLDED = Path(os.environ["RAGLINE_HOME"]) / "cache" / "onnx-folded"
+FOLDED.mkdir(parents=True)
 
 
 @pytest.fixture(autouse=True)
 def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """Every test gets its own $RAGLINE_HOME, so no test reads or writes the user's state."""
     home = tmp_path_factory.mktemp("ragline_home")
+    (home / "cache").mkdir()
+    (home / "cache" / "onnx-folded").symlink_to(FOLDED, target_is_directory=True)
     monkeypatch.setenv("RAGLINE_HOME", str(home))
     yield home
 

@@ -26,7 +26,15 @@ from ragline.embed import (
     OpenAICompatibleEmbedder,
     download_model,
 )
-from ragline.embed.onnx import TOKENIZER_PACKAGE, length_sorted_batches, package_file
+from ragline.embed.onnx import (
+    TOKENIZER_PACKAGE,
+    folded_model,
+    l2_normalise,
+    length_sorted_batches,
+    mean_pool,
+    package_file,
+    pad_batch,
+)
 from ragline.errors import EmbedderError
 
 CAT = "A cat is sitting on the mat."
@@ -134,6 +142,35 @@ def test_model_id_changes_with_max_tokens(tmp_path: Path) -> None:
         OnnxEmbedder(model, tokenizer).model_id
         != OnnxEmbedder(model, tokenizer, max_tokens=128).model_id
     )
+
+
+def test_the_folded_model_gives_the_same_vectors_as_the_packaged_one(
+    embedder: OnnxEmbedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("RAGLINE_HOME", str(tmp_path))  # a home with no folded copy yet
+    folded = folded_model(embedder.model_path)
+    assert folded.parent == tmp_path / "cache" / "onnx-folded" and folded.is_file()
+    assert folded_model(embedder.model_path) == folded  # folded once, then reused
+    import onnxruntime as ort
+
+    unfolded = ort.InferenceSession(str(embedder.model_path), providers=["CPUExecutionProvider"])
+    inputs = pad_batch(embedder._load()[1].encode_batch([CAT, LONG]))
+    (hidden,) = unfolded.run(["last_hidden_state"], inputs)
+    expected = l2_normalise(mean_pool(hidden, inputs["attention_mask"]))
+    fresh = OnnxEmbedder(threads=1)  # opens the folded copy
+    np.testing.assert_allclose(fresh.embed([CAT, LONG]), expected, atol=1e-5)
+
+
+def test_a_damaged_folded_copy_is_removed_and_the_original_used(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setenv("RAGLINE_HOME", str(tmp_path))
+    model = OnnxEmbedder(threads=1)
+    folded = folded_model(model.model_path)
+    folded.write_bytes(b"garbage")
+    vector = model.embed([CAT])
+    assert vector.shape == (1, 384)
+    assert "unreadable" in caplog.text and not folded.exists()
 
 
 def test_missing_model_file_raises_embedder_error(tmp_path: Path) -> None:

