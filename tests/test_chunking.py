@@ -525,3 +525,14 @@ def test_record_fit_is_decided_without_tokenising_all_of_a_long_record(embedder:
     long, short = "word " * 5000, "a short record"
     counts = embedder.count_tokens([long, short], limit=256)
     assert counts == [257, embedder.count_tokens([short])[0]]
+
+
+def test_pages_of_a_span_are_1_based_and_inclusive() -> None:
+    from ragline.documents.chunking import pages_of
+
+    starts = [0, 100, 250]
+    assert pages_of(starts, 0, 10) == (1,)
+    assert pages_of(starts, 99, 101) == (1, 2)
+    assert pages_of(starts, 100, 250) == (2,)  # ends just before page 3 begins
+    assert pages_of(starts, 120, 400) == (2, 3)
+    assert pages_of([], 0, 10) == () and pages_of(starts, 5, 5) == ()

@@ -181,3 +181,28 @@ def test_help_and_version_do_not_import_the_heavy_parts() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "HEAVY []" in out.stdout, out.stdout[-300:]
     assert ragline("--version").stdout.startswith("ragline ")
+
+
+def test_search_and_ask_name_the_page_of_a_pdf_source(tmp_path: Path) -> None:
+    from tests.test_index import _paged_corpus
+
+    docs = _paged_corpus(tmp_path / "docs")
+    for chunk_tokens in (16, 256):  # one chunk per page, then one chunk for all five pages
+        config = tmp_path / f"c{chunk_tokens}.toml"
+        config.write_text(f"[chunking]\nchunk_tokens = {chunk_tokens}\noverlap_tokens = 0\n")
+        ix = str(tmp_path / f"ix{chunk_tokens}")
+        ragline("ingest", str(docs), "--index", ix, "--config", str(config), "--quiet")
+        question = "What were total current assets in fiscal 2019?"
+        found = ragline("search", question, "--index", ix, "-k", "1")
+        hits = json.loads(ragline("search", question, "--index", ix, "-k", "1",
+                                  "--json").stdout)["hits"]
+        answered = " ".join(ragline("ask", question, "--index", ix, "--extractive",
+                                    "--min-relevance", "0").stdout.split())
+        found.stdout = " ".join(found.stdout.split())
+        if chunk_tokens == 16:
+            assert "report.pdf p. 4" in found.stdout
+            assert (hits[0]["page"], hits[0]["pages"]) == (4, [4])
+            assert "report.pdf p. 4" in answered
+        else:
+            assert "report.pdf pp. 1-5" in found.stdout and hits[0]["pages"] == [1, 2, 3, 4, 5]
+        assert "(p. 4, chars" in answered or "[1] p. 4" in answered  # the quote's own page

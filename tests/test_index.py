@@ -287,3 +287,54 @@ def test_failures_are_forgotten_when_pruned_and_vanished_files_say_so(
     assert [(f.reason, f.message) for f in ingestor.summary.failures] == [
         ("vanished", "deleted while the ingest ran")]
     assert isinstance(ingestor, Ingestor) and index.stats()["failures"] == 0
+
+
+# --- pages -------------------------------------------------------------------------------------
+
+
+def _paged_corpus(root: Path) -> Path:
+    from tests.test_loaders import make_pdf
+
+    root.mkdir(parents=True, exist_ok=True)
+    pages = [f"Page {n} of the annual report covers topic number {n}." for n in range(1, 6)]
+    pages[3] = "Total current assets were 16,525 million dollars in fiscal 2019."
+    (root / "report.pdf").write_bytes(make_pdf(pages, title="Annual report"))
+    (root / "notes.md").write_text("# Notes\n\nNothing paged here about current assets.\n")
+    return root
+
+
+def test_hits_of_a_pdf_carry_their_1_based_pages(tmp_path: Path, embedder: Embedder) -> None:
+    config = RaglineConfig.model_validate({"chunking": {"chunk_tokens": 16, "overlap_tokens": 0}})
+    index = Index(tmp_path / "ix", config, embedder=embedder)
+    index.ingest(_paged_corpus(tmp_path / "docs"))
+    hits = index.search("total current assets fiscal 2019", k=10)
+    top = hits[0]
+    assert top.chunk.doc_id.endswith("report.pdf") and top.chunk.page == 4
+    assert top.to_dict()["page"] == 4 and top.to_dict()["pages"] == [4]
+    document = index.get_document(top.chunk.doc_id)
+    assert document is not None
+    starts = document.metadata["page_starts"]
+    for hit in hits:
+        if hit.chunk.doc_id.endswith("notes.md"):
+            assert hit.chunk.pages == () and hit.to_dict()["page"] is None
+            continue
+        first, last = hit.chunk.pages[0], hit.chunk.pages[-1]
+        assert starts[first - 1] <= hit.chunk.start  # the chunk starts on its first page
+        assert last == len(starts) or hit.chunk.end <= starts[last]  # and ends on its last
+
+
+def test_an_index_from_before_pages_is_migrated_and_backfilled(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    index = Index(tmp_path / "ix", embedder=embedder)
+    index.ingest(_paged_corpus(tmp_path / "docs"))
+    expected = {h.chunk.id: h.chunk.pages for h in index.search("annual report", k=20)}
+    index.close()
+    with sqlite3.connect(tmp_path / "ix" / "ragline.sqlite") as conn:  # as version 1 wrote it
+        conn.execute("ALTER TABLE chunks DROP COLUMN pages")
+        conn.execute("UPDATE meta SET value='1' WHERE key='schema_version'")
+    reopened = Index(tmp_path / "ix", embedder=embedder)
+    got = {h.chunk.id: h.chunk.pages for h in reopened.search("annual report", k=20)}
+    assert got == expected and any(got.values())
+    with sqlite3.connect(tmp_path / "ix" / "ragline.sqlite") as conn:
+        assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)

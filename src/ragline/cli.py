@@ -253,6 +253,7 @@ def search_command(
 
 def _print_hits(hits: list[Hit]) -> None:
     from ragline.cli_progress import printable
+    from ragline.types import page_label
 
     if not hits:
         console.print("no results")
@@ -260,9 +261,11 @@ def _print_hits(hits: list[Hit]) -> None:
     for hit in hits:
         ranks = f"bm25 #{hit.bm25_rank or '-'} · dense #{hit.dense_rank or '-'}"
         heading = " > ".join(hit.chunk.heading_path)
+        page = page_label(hit.chunk.pages)
         console.print(
             f"[bold]{hit.rank:>2}.[/] [cyan]{escape(printable(hit.chunk.doc_id))}[/] "
-            f"[dim]chars {hit.chunk.start}-{hit.chunk.end} · score {hit.score:.4f} · {ranks}[/]",
+            + (f"[bold]{page}[/] " if page else "")
+            + f"[dim]chars {hit.chunk.start}-{hit.chunk.end} · score {hit.score:.4f} · {ranks}[/]",
             highlight=False,
         )
         if heading:

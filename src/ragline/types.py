@@ -7,6 +7,7 @@ Frozen dataclasses with explicit fields. Character offsets are always into
 from __future__ import annotations
 
 import enum
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -60,6 +61,20 @@ class Chunk:
     end: int
     heading_path: tuple[str, ...] = ()
     token_count: int = 0
+    pages: tuple[int, ...] = ()  # 1-based pages it spans, as a PDF viewer numbers them; () if unpaged
+
+    @property
+    def page(self) -> int | None:
+        """The first page the chunk is on (None for a document without pages)."""
+        return self.pages[0] if self.pages else None
+
+
+def page_label(pages: Sequence[int]) -> str:
+    """"p. 47", "pp. 47-48", or "" for a document without pages."""
+    if not pages:
+        return ""
+    first, last = pages[0], pages[-1]
+    return f"p. {first}" if first == last else f"pp. {first}-{last}"
 
 
 class RetrievalMode(enum.StrEnum):
@@ -97,6 +112,8 @@ class Hit:
             "start": self.chunk.start,
             "end": self.chunk.end,
             "heading_path": list(self.chunk.heading_path),
+            "page": self.chunk.page,
+            "pages": list(self.chunk.pages),
             "title": self.doc_title,
             "type": self.doc_type,
             "path": self.source_path,

@@ -18,11 +18,12 @@ from rich.text import Text
 
 from ragline.answer.chat import ChatSession, run_chat
 from ragline.answer.support import ScorerKind, build_scorer
-from ragline.answer.types import Answer, ClaimVerdict
+from ragline.answer.types import Answer, ClaimCheck, ClaimVerdict
+from ragline.documents.chunking import page_starts, pages_of
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.llm import LLM
 from ragline.llm.config import LLMConfig, build_llm, llm_settings
-from ragline.types import RetrievalMode
+from ragline.types import RetrievalMode, page_label
 
 IndexOpt = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
 ConfigOpt = Annotated[Path | None, typer.Option(
@@ -176,7 +177,7 @@ def print_answer(answer: Answer, index: Any, *, streamed: bool = False) -> None:
     if answer.abstained and answer.abstain_reason:
         out.print(f"[yellow]abstained:[/] {escape(answer.abstain_reason)}")
     _print_sources(answer, index)
-    _print_checks(answer)
+    _print_checks(answer, index)
     for note in answer.usage.get("notes", []):
         out.print(f"[dim]note: {escape(note)}[/]")
     timings = " · ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in answer.timings.items())
@@ -192,8 +193,10 @@ def _print_sources(answer: Answer, index: Any) -> None:
         number = int(source["number"])
         mark = "*" if number in cited else " "
         heading = " > ".join(source.get("heading_path") or [])
-        out.print(escape(f"{mark}[{number}] ") + f"[cyan]{escape(source['doc_id'])}[/] chars "
-                  f"{source['start']}-{source['end']}"
+        page = page_label(source.get("pages") or [])
+        out.print(escape(f"{mark}[{number}] ") + f"[cyan]{escape(source['doc_id'])}[/] "
+                  + (f"[bold]{page}[/] " if page else "")
+                  + f"chars {source['start']}-{source['end']}"
                   + (f" [magenta]{escape(heading)}[/]" if heading else ""))
         quote = _quote(cited.get(number), index)
         if quote:
@@ -208,20 +211,44 @@ def _quote(citation: Any, index: Any) -> str:
         return ""
     text = " ".join(document.text[citation.quote_start:citation.quote_end].split())
     more = "…" if len(text) > 200 else ""
-    return f"{text[:200]}{more}\u201d (chars {citation.quote_start}-{citation.quote_end})"
+    page = page_label(pages_of(page_starts(document), citation.quote_start, citation.quote_end))
+    where = f"{page}, " if page else ""
+    return f"{text[:200]}{more}\u201d ({where}chars {citation.quote_start}-{citation.quote_end})"
 
 
-def _print_checks(answer: Answer) -> None:
+def _claim_pages(check: ClaimCheck, sources: dict[int, dict[str, Any]], index: Any,
+                 starts_of: dict[str, list[int]]) -> str:
+    """The page of the quoted span when the verifier found one, else the cited chunk's pages."""
+    number = check.quote_source if check.quote_span is not None else None
+    source = sources.get(number) if number is not None else None
+    if source is None or check.quote_span is None:
+        first = sources.get(check.cited[0]) if len(check.cited) == 1 else None
+        return page_label(first.get("pages") or []) if first else ""
+    if not source.get("pages"):
+        return ""
+    doc_id = str(source["doc_id"])
+    if doc_id not in starts_of:
+        document = index.get_document(doc_id)
+        starts_of[doc_id] = page_starts(document) if document is not None else []
+    begin = int(source["start"]) + check.quote_span[0]
+    return page_label(pages_of(starts_of[doc_id], begin, int(source["start"]) + check.quote_span[1]))
+
+
+def _print_checks(answer: Answer, index: Any) -> None:
     if not answer.checks:
         return
     table = Table(title="Claims", show_lines=False)
     for column in ("claim", "cites", "verdict", "support", "reason"):
         table.add_column(column)
+    sources = {int(s["number"]): s for s in answer.sources}
+    starts_of: dict[str, list[int]] = {}
     for check in answer.checks:
         style = "red" if check.flagged else (
             "yellow" if check.verdict is ClaimVerdict.ATTRIBUTED else "green")
+        cites = ", ".join(f"[{n}]" for n in check.cited) or "-"
+        page = _claim_pages(check, sources, index, starts_of) if check.cited else ""
         table.add_row(
-            escape(" ".join(check.sentence.split())[:120]), escape(", ".join(f"[{n}]" for n in check.cited) or "-"),
+            escape(" ".join(check.sentence.split())[:120]), escape(f"{cites} {page}".rstrip()),
             f"[{style}]{check.verdict.value}[/]", f"{check.support_score:.2f}",
             escape(check.reason[:100]),
         )

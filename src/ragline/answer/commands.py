@@ -29,7 +29,7 @@ from ragline.answer.types import (
 )
 from ragline.answer.verify import DEFAULT_THRESHOLDS, Thresholds, verify_answer
 from ragline.errors import IndexNotFound, RaglineError
-from ragline.types import Chunk, Document
+from ragline.types import Chunk, Document, page_label
 
 
 class SourceLookup(Protocol):
@@ -50,28 +50,32 @@ def number_sources(
     """
     numbers: dict[str, int] = {}
     texts: dict[int, str] = {}
+    labels: dict[int, str] = {}
     by_sentence: dict[str, tuple[list[int], str | None]] = {}
     for citation in inp.citations:
-        label = f"chunk:{citation.chunk_id}" if citation.chunk_id else f"doc:{citation.doc_id}"
-        if label not in numbers:
-            numbers[label] = len(numbers) + 1
-            text = _source_text(index, citation.chunk_id, citation.doc_id)
+        key = f"chunk:{citation.chunk_id}" if citation.chunk_id else f"doc:{citation.doc_id}"
+        if key not in numbers:
+            number = numbers[key] = len(numbers) + 1
+            text, pages = _source_text(index, citation.chunk_id, citation.doc_id)
+            labels[number] = f"{key} {page_label(pages)}".rstrip()
             if text is not None:
-                texts[numbers[label]] = text
+                texts[number] = text
         cited, quote = by_sentence.setdefault(citation.sentence, ([], citation.quote))
-        cited.append(numbers[label])
+        cited.append(numbers[key])
         if quote is None and citation.quote:
             by_sentence[citation.sentence] = (cited, citation.quote)
     sentences = [CitedSentence(text=s, sources=c, quote=q) for s, (c, q) in by_sentence.items()]
-    return sentences, texts, {n: label for label, n in numbers.items()}
+    return sentences, texts, labels
 
 
-def _source_text(index: SourceLookup, chunk_id: str | None, doc_id: str | None) -> str | None:
+def _source_text(index: SourceLookup, chunk_id: str | None, doc_id: str | None
+                 ) -> tuple[str | None, tuple[int, ...]]:
+    """The cited text and the pages it is on (() for a whole document or an unpaged one)."""
     if chunk_id:
         chunk = index.get_chunk(chunk_id)
-        return None if chunk is None else chunk.text
+        return (None, ()) if chunk is None else (chunk.text, chunk.pages)
     document = index.get_document(doc_id or "")
-    return None if document is None else document.text
+    return (None, ()) if document is None else (document.text, ())
 
 
 def uncited_sentences(answer: str, cited: list[CitedSentence]) -> list[CitedSentence]:

@@ -6,6 +6,8 @@ non-whitespace, and is numbered 0..n-1 in document order.
 
 from __future__ import annotations
 
+import bisect
+
 import enum
 import hashlib
 import itertools
@@ -154,6 +156,7 @@ def _to_chunks(
     """Chunks from already-trimmed spans, counted in one batch unless `tokens` are known."""
     if tokens is None:
         tokens = count([doc.text[s.start : s.end] for s in spans])
+    starts = page_starts(doc)
     return [
         Chunk(
             id=f"{doc.id}#{ordinal}",
@@ -164,9 +167,27 @@ def _to_chunks(
             end=span.end,
             heading_path=span.heading_path,
             token_count=n,
+            pages=pages_of(starts, span.start, span.end),
         )
         for ordinal, (span, n) in enumerate(zip(spans, tokens, strict=True))
     ]
+
+
+def page_starts(doc: Document) -> list[int]:
+    """The offset in `doc.text` where each page begins (PDFs record them; [] for other types)."""
+    starts = doc.metadata.get("page_starts") if isinstance(doc.metadata, dict) else None
+    if not isinstance(starts, list) or not all(isinstance(v, int) for v in starts):
+        return []
+    return starts
+
+
+def pages_of(starts: Sequence[int], start: int, end: int) -> tuple[int, ...]:
+    """The 1-based pages that the span [start, end) touches, given each page's start offset."""
+    if not starts or end <= start:
+        return ()
+    first = bisect.bisect_right(starts, start)
+    last = bisect.bisect_right(starts, end - 1)
+    return tuple(range(max(first, 1), max(last, 1) + 1))
 
 
 def _trim(text: str, start: int, end: int, path: tuple[str, ...] = ()) -> _Span | None:

@@ -23,7 +23,7 @@ import numpy.typing as npt
 from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
 from ragline.types import Chunk, DocType, Document, Heading
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: chunks.pages
 DB_NAME = "ragline.sqlite"
 
 _SCHEMA = """
@@ -52,7 +52,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     text TEXT NOT NULL,
     heading_path TEXT NOT NULL,
     token_count INTEGER NOT NULL,
-    embedding BLOB NOT NULL
+    embedding BLOB NOT NULL,
+    pages TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id);
 CREATE TABLE IF NOT EXISTS files (
@@ -137,6 +138,9 @@ class SQLiteStore:
                 )
             if version == SCHEMA_VERSION:
                 return
+            if version == 1:
+                self._migrate_to_pages()
+                return
         with self.transaction() as conn:
             for statement in _SCHEMA.split(";"):
                 if statement.strip():
@@ -146,6 +150,29 @@ class SQLiteStore:
                 (str(SCHEMA_VERSION),),
             )
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
+
+    def _migrate_to_pages(self) -> None:
+        """Version 1 -> 2: chunks learn their pages, computed from each PDF's page offsets."""
+        from ragline.documents.chunking import pages_of
+
+        with self.transaction() as conn:
+            row = conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+            if row is None or int(row[0]) != 1:
+                return  # another process migrated it while this one waited for the lock
+            conn.execute("ALTER TABLE chunks ADD COLUMN pages TEXT NOT NULL DEFAULT '[]'")
+            paged = conn.execute(
+                "SELECT id, json_extract(metadata, '$.page_starts') FROM documents"
+                " WHERE json_type(metadata, '$.page_starts') = 'array'"
+            ).fetchall()
+            for doc_id, raw in paged:
+                starts = [int(v) for v in json.loads(raw)]
+                spans = conn.execute('SELECT rowid, start, "end" FROM chunks WHERE doc_id=?',
+                                     (doc_id,)).fetchall()
+                conn.executemany("UPDATE chunks SET pages=? WHERE rowid=?",
+                                 [(json.dumps(list(pages_of(starts, a, b))), rowid)
+                                  for rowid, a, b in spans])
+            conn.execute("UPDATE meta SET value=? WHERE key='schema_version'",
+                         (str(SCHEMA_VERSION),))
 
     @contextmanager
     def transaction(self) -> Iterator[sqlite3.Connection]:
@@ -220,10 +247,11 @@ class SQLiteStore:
                 )
                 conn.executemany(
                     'INSERT INTO chunks(id, doc_id, ordinal, start, "end", text, heading_path,'
-                    " token_count, embedding) VALUES (?,?,?,?,?,?,?,?,?)",
+                    " token_count, embedding, pages) VALUES (?,?,?,?,?,?,?,?,?,?)",
                     [(c.id, c.doc_id, c.ordinal, c.start, c.end, c.text,
                       json.dumps(list(c.heading_path)), c.token_count,
-                      np.ascontiguousarray(v, dtype=np.float32).tobytes())
+                      np.ascontiguousarray(v, dtype=np.float32).tobytes(),
+                      json.dumps(list(c.pages)))
                      for c, v in zip(chunks, vectors, strict=True)],
                 )
             for path, state in files:
@@ -331,14 +359,15 @@ class SQLiteStore:
 
     _CHUNK_COLUMNS = (
         'c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.heading_path, c.token_count,'
-        " d.title, d.doc_type, d.source_path"
+        " d.title, d.doc_type, d.source_path, c.pages"
     )
 
     @staticmethod
     def _stored_chunk(row: Sequence[Any]) -> StoredChunk:
         chunk = Chunk(id=row[0], doc_id=row[1], ordinal=int(row[2]), text=row[5],
                       start=int(row[3]), end=int(row[4]),
-                      heading_path=tuple(json.loads(row[6])), token_count=int(row[7]))
+                      heading_path=tuple(json.loads(row[6])), token_count=int(row[7]),
+                      pages=tuple(json.loads(row[11])))
         return StoredChunk(chunk, doc_title=row[8], doc_type=row[9], source_path=row[10])
 
     def get_chunk(self, chunk_id: str) -> StoredChunk | None:
@@ -366,19 +395,23 @@ class SQLiteStore:
         self, dim: int
     ) -> tuple[int, npt.NDArray[np.int64], Matrix, list[str]]:
         """(generation, rowids, [n, dim] embeddings, texts) of every chunk, read in one snapshot."""
+        # Streamed into preallocated arrays: the rows (blobs and all) are never held at once.
         self._conn.execute("BEGIN")
         try:
             generation = self.generation
-            rows = self._conn.execute(
+            n = int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
+            rowids = np.empty(n, dtype=np.int64)
+            matrix = np.empty((n, dim), dtype=np.float32)
+            texts: list[str] = []
+            for i, (rowid, blob, text) in enumerate(self._conn.execute(
                 "SELECT rowid, embedding, text FROM chunks ORDER BY rowid"
-            ).fetchall()
+            )):
+                rowids[i] = rowid
+                matrix[i] = np.frombuffer(blob, dtype=np.float32)
+                texts.append(str(text))
         finally:
             self._conn.execute("COMMIT")
-        rowids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        matrix = np.empty((len(rows), dim), dtype=np.float32)
-        for i, row in enumerate(rows):
-            matrix[i] = np.frombuffer(row[1], dtype=np.float32)
-        return generation, rowids, matrix, [str(r[2]) for r in rows]
+        return generation, rowids, matrix, texts
 
     def rowids_matching(
         self, where: dict[str, str | Sequence[str]], path_prefix: str | None
