@@ -84,6 +84,20 @@ def test_contains_answer_finds_the_gold_tokens_in_a_sentence() -> None:
     assert not contains_answer("a protocol chief", ["Chief of Protocol"])
 
 
+def test_token_recall_scores_long_form_answers_that_contains_misses() -> None:
+    from ragline.evaluate.answer_scores import is_correct, token_recall
+
+    gold = ["The vaccine reduced hospital admissions by half in adults over 65."]
+    paraphrase = ("In adults over 65, hospital admissions fell by half after the vaccine "
+                  "was introduced.")
+    assert not contains_answer(paraphrase, gold)
+    assert token_recall(paraphrase, gold) >= 0.8 and is_correct(paraphrase, gold)
+    wrong = "The vaccine had no effect on admissions."
+    assert token_recall(wrong, gold) < 0.5 and not is_correct(wrong, gold)
+    assert token_recall("Paris is the capital.", ["Paris"]) == 1.0
+    assert token_recall("No, although yes is tempting.", ["yes"]) == 0.0
+
+
 def test_contains_answer_needs_yes_or_no_first() -> None:
     assert contains_answer("Yes, both were American.", ["yes"])
     assert not contains_answer("No, although yes is tempting.", ["yes"])
@@ -214,7 +228,7 @@ def test_repeats_give_agreement_pass_hat_and_flaky_questions() -> None:
 def test_one_sample_has_no_repeat_metrics() -> None:
     run = evaluate_answers(ITEMS[:1], Scripted({"capital?": ["Paris"]}))
     assert set(run.questions[0].metrics()) == {
-        "EM", "F1", "correct", "citation_precision", "citation_recall", "supported_claims"}
+        "EM", "F1", "token_recall", "correct", "citation_precision", "citation_recall", "supported_claims"}
     assert "consistency" not in run.summary()
 
 
@@ -318,7 +332,9 @@ def test_eval_answers_extractive_end_to_end_and_runs_compare(qa_file: Path) -> N
     second = runner.invoke(app, ["answers", "--dataset", str(qa_file), "--extractive",
                                  "--limit", "5", "--json", "--report", str(report)])
     assert second.exit_code == 0, second.output
-    assert "accuracy (answerable)" in report.with_suffix(".md").read_text()
+    md = report.with_suffix(".md").read_text()
+    assert "false abstentions (answerable)" in md and "| EM | n/a |" in md  # extractive: no EM
+    assert answers["EM"] is None and answers["false_abstention_rate"] is not None
     assert report.read_text().startswith("<!")
     id1, id2 = data["run_id"], json.loads(second.stdout)["run_id"]
     with RunRegistry() as registry:

@@ -300,3 +300,20 @@ def test_show_unknown_run_is_a_clean_error(tmp_path: Path) -> None:
     result = CliRunner().invoke(runs_app, ["show", "nope", "--registry", str(tmp_path / "r.db")])
     assert result.exit_code == 2
     assert "ragline runs list" in result.output
+
+
+def test_runs_list_shows_the_settings_that_tell_runs_apart(tmp_path: Path) -> None:
+    db = tmp_path / "runs.sqlite"
+    with RunRegistry(db) as reg:
+        extractive = reg.start_run("answers", "hotpotqa", {"config": {
+            "kind": "answers", "settings": {"extractive": True, "model": None, "k": 5}}})
+        model = reg.start_run("answers", "hotpotqa", {"config": {
+            "kind": "answers", "settings": {"extractive": False, "model": "qwen", "k": 5}}})
+        other = reg.start_run("retrieval", "scifact/test", {"config": {"configs": {"a": 1}}})
+    listed = CliRunner().invoke(runs_app, ["list", "--json", "--registry", str(db)])
+    differs = {r["id"]: r["differs"] for r in json.loads(listed.output)}
+    assert differs[extractive] == {"settings.extractive": True, "settings.model": None}
+    assert differs[model] == {"settings.extractive": False, "settings.model": "qwen"}
+    assert differs[other] == {}  # alone of its kind and dataset: nothing to tell apart
+    text = CliRunner().invoke(runs_app, ["list", "--registry", str(db)], terminal_width=200)
+    assert "settings.extractive=True" in "".join(text.output.replace("│", " ").split())

@@ -7,7 +7,6 @@ non-whitespace, and is numbered 0..n-1 in document order.
 from __future__ import annotations
 
 import bisect
-
 import enum
 import hashlib
 import itertools

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import logging
+import os
 import threading
 from collections.abc import Sequence
 from functools import lru_cache
@@ -126,7 +126,7 @@ def folded_model(path: Path) -> Path:
         options.log_severity_level = 3
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         os.replace(tmp, target)
-    except Exception as exc:  # noqa: BLE001 - any failure here just means "use the original"
+    except Exception as exc:  # any failure here just means "use the original"
         log.debug("could not fold %s into %s (%s); using it as is", path, target, exc)
         tmp.unlink(missing_ok=True)
         return path

@@ -39,12 +39,13 @@ from ragline.evaluate.answer_scores import (
     attributed_claims,
     citation_scores,
     cited_doc_ids,
-    contains_answer,
     exact_match,
+    is_correct,
     majority_agreement,
     prediction_text,
     supported_claims,
     token_f1,
+    token_recall,
 )
 from ragline.evaluate.datasets import QADataset
 from ragline.evaluate.metrics import latency_summary
@@ -191,10 +192,12 @@ class SampleScore:
     judge: CorrectnessJudgement | None = None
     attributed: int = 0  # claims the verifier attributed to a source (the model cited none)
     fallback: bool = False  # the pipeline answered extractively instead of with the model
+    recall: float | None = None  # token recall of the gold answer (None when unanswerable)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "text": self.text, "abstained": self.abstained, "EM": self.em, "F1": self.f1,
+            "token_recall": self.recall,
             "correct": self.correct, "cited": list(self.cited),
             "citation_precision": self.citation[0] if self.citation else None,
             "citation_recall": self.citation[1] if self.citation else None,
@@ -209,17 +212,13 @@ def score_sample(item: AnswerItem, answer: Answer, latency_s: float, cost: CallC
     """Every reference-based score of one answer (no judge)."""
     prediction = prediction_text(answer)
     cited = cited_doc_ids(answer)
-    if item.unanswerable:
-        correct = answer.abstained
-    else:
-        correct = exact_match(prediction, item.answers) == 1.0 or contains_answer(
-            prediction, item.answers
-        )
+    correct = answer.abstained if item.unanswerable else is_correct(prediction, item.answers)
     return SampleScore(
         text=answer.text,
         abstained=answer.abstained,
         em=None if item.unanswerable else exact_match(prediction, item.answers),
         f1=None if item.unanswerable else token_f1(prediction, item.answers),
+        recall=None if item.unanswerable else token_recall(prediction, item.answers),
         correct=correct,
         cited=tuple(sorted(cited)),
         citation=citation_scores(cited, frozenset(item.relevant)),
@@ -253,7 +252,7 @@ class QuestionResult:
         right = sum(s.correct for s in self.samples)
         return 0 < right < self.n
 
-    def metrics(self) -> dict[str, float]:
+    def metrics(self, *, extractive: bool = False) -> dict[str, float]:
         """Per-question values for the run registry: means over samples, all higher-is-better.
 
         A value that is undefined for this question (no gold passages, no claims, no measured
@@ -262,8 +261,10 @@ class QuestionResult:
         s = self.samples
         out: dict[str, float] = {"correct": _avg([float(x.correct) for x in s])}
         if not self.item.unanswerable:
-            out["EM"] = _avg([x.em or 0.0 for x in s])
+            if not extractive:
+                out["EM"] = _avg([x.em or 0.0 for x in s])
             out["F1"] = _avg([x.f1 or 0.0 for x in s])
+            out["token_recall"] = _avg([x.recall or 0.0 for x in s])
         cites = [x.citation for x in s if x.citation is not None]
         if cites:
             out["citation_precision"] = _avg([c[0] for c in cites])
@@ -381,15 +382,16 @@ class AnswerRun:
     name: str
     repeats: int
     questions: list[QuestionResult] = field(default_factory=list)
+    extractive: bool = False  # quoted sentences: exact match is undefined, not 0
 
     def per_query(self) -> dict[str, dict[str, float]]:
-        return {q.item.id: q.metrics() for q in self.questions}
+        return {q.item.id: q.metrics(extractive=self.extractive) for q in self.questions}
 
     def latencies(self) -> dict[str, float]:
         return {q.item.id: q.latency_s for q in self.questions}
 
     def summary(self) -> dict[str, Any]:
-        return summarize(self.questions, self.repeats)
+        return summarize(self.questions, self.repeats, extractive=self.extractive)
 
 
 def _answer_once(
@@ -465,7 +467,7 @@ def evaluate_answers(
     """Evaluate every item (except `skip`); `on_question` sees each result as it is done."""
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, got {repeats}")
-    run = AnswerRun(name, repeats)
+    run = AnswerRun(name, repeats, extractive=isinstance(answerer, ExtractiveAnswerer))
     todo = [i for i in items if i.id not in skip]
     for n, item in enumerate(todo, 1):
         result = evaluate_question(item, answerer, repeats=repeats, judge=judge, ledger=ledger)
@@ -545,8 +547,11 @@ def _latency_ms(seconds: Sequence[float]) -> dict[str, float]:
     return {"p50": summary.p50 * 1000, "p95": summary.p95 * 1000, "mean": summary.mean * 1000}
 
 
-def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, Any]:
-    """The aggregate table of a run (see the module docstring for each definition)."""
+def summarize(questions: Sequence[QuestionResult], repeats: int, *,
+              extractive: bool = False) -> dict[str, Any]:
+    """The aggregate table of a run (see the module docstring for each definition). A measure
+    that is undefined for the run is None ("n/a"): exact match for extractive answers (a quoted
+    sentence never equals a short gold answer), a rate with nothing to count."""
     samples = [s for q in questions for s in q.samples]
     answerable = [q for q in questions if not q.item.unanswerable]
     unanswerable = [q for q in questions if q.item.unanswerable]
@@ -556,11 +561,14 @@ def summarize(questions: Sequence[QuestionResult], repeats: int) -> dict[str, An
     out: dict[str, Any] = {
         "questions": len(questions), "answerable": len(answerable),
         "unanswerable": len(unanswerable), "samples": len(samples),
-        "EM": _mean([s.em or 0.0 for q in answerable for s in q.samples]),
+        "EM": None if extractive else _mean([s.em or 0.0 for q in answerable for s in q.samples]),
         "F1": _mean([s.f1 or 0.0 for q in answerable for s in q.samples]),
+        "token_recall": _mean([s.recall or 0.0 for q in answerable for s in q.samples]),
         "accuracy_answerable": _share([s.correct for q in answerable for s in q.samples]),
         "accuracy_unanswerable": _share([s.correct for q in unanswerable for s in q.samples]),
         "abstention_rate": _share([s.abstained for s in samples]),
+        # Beside abstention on unanswerables, always: abstaining on everything scores 100% there.
+        "false_abstention_rate": _share([s.abstained for q in answerable for s in q.samples]),
         **_citation_summary(samples),
         "supported_claim_rate": (sum(c[0] for c in claims) / sum(c[1] for c in claims)
                                  if sum(c[1] for c in claims) else None),

@@ -237,8 +237,11 @@ def _compare(runs: list[AnswerRun], seed: int) -> list[Comparison]:
 # --- output --------------------------------------------------------------------------------------
 
 _ROWS = (
-    ("EM", "EM"), ("F1", "F1"), ("accuracy (answerable)", "accuracy_answerable"),
-    ("accuracy (unanswerable)", "accuracy_unanswerable"), ("abstention rate", "abstention_rate"),
+    ("EM", "EM"), ("F1", "F1"), ("token recall of the gold answer", "token_recall"),
+    ("correct (answerable: EM, contains or recall >= 0.8)", "accuracy_answerable"),
+    ("abstained (unanswerable)", "accuracy_unanswerable"),
+    ("false abstentions (answerable)", "false_abstention_rate"),
+    ("abstention rate (all)", "abstention_rate"),
     ("citation precision", "citation_precision"), ("citation recall", "citation_recall"),
     ("citation precision (answered)", "citation_precision_answered"),
     ("citation recall (answered)", "citation_recall_answered"),
@@ -249,7 +252,7 @@ _ROWS = (
 
 def _fmt(value: Any) -> str:
     if value is None:
-        return "-"
+        return "n/a"
     return f"{value:.4f}" if isinstance(value, float) else str(value)
 
 

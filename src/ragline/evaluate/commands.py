@@ -20,7 +20,7 @@ from ragline.errors import RaglineError
 from ragline.evaluate.datasets import BEIR_BASE_URL, fetch_beir
 from ragline.evaluate.gate import regression_gate
 from ragline.evaluate.metrics import metric_label
-from ragline.evaluate.registry import RunRecord, RunRegistry
+from ragline.evaluate.registry import RunRecord, RunRegistry, differing_settings
 from ragline.evaluate.report import report_data_from_runs, write_report
 from ragline.evaluate.stats import Comparison, Verdict
 
@@ -62,12 +62,14 @@ def list_runs(
     """List recent evaluation runs, newest first."""
     with RunRegistry(registry) as reg:
         runs = reg.list_runs(limit)
+    differs = differing_settings(runs)
     if as_json:
-        _print_json([r.to_dict() for r in runs])
+        _print_json([{**r.to_dict(), "differs": differs[r.id]} for r in runs])
         return
     # The id is what a user types next (show, compare, --baseline): never truncate it.
     id_column = Column("id", no_wrap=True, min_width=max((len(r.id) for r in runs), default=2))
-    table = Table(id_column, "kind", "name", "status", "created", "note")
+    table = Table(id_column, "kind", "name", "status", "created",
+                  Column("settings that differ", overflow="fold", min_width=24), "note")
     for r in runs:
         d = r.to_dict()
         style = {"complete": "green", "running": "yellow"}.get(d["status"], "red")
@@ -77,6 +79,7 @@ def list_runs(
             r.name,
             f"[{style}]{d['status']}[/{style}]",
             d["created_at"],
+            escape(", ".join(f"{k}={v}" for k, v in differs[r.id].items())),
             r.reason or "",
         )
     _console().print(table)

@@ -17,7 +17,7 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -92,6 +92,7 @@ class RunSummary:
     created_at: float
     finished_at: float | None
     reason: str | None
+    config: dict[str, Any] = field(default_factory=dict)  # the manifest's run settings
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -413,7 +414,47 @@ def _summary(row: sqlite3.Row) -> RunSummary:
         created_at=row["created_at"],
         finished_at=row["finished_at"],
         reason=row["reason"],
+        config=_manifest_config(row["manifest"]),
     )
+
+
+def _manifest_config(raw: str | None) -> dict[str, Any]:
+    try:
+        config = json.loads(raw or "{}").get("config")
+    except (ValueError, AttributeError):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
+def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
+    if isinstance(value, dict):
+        out: dict[str, Any] = {}
+        for key, item in value.items():
+            out.update(_flatten(item, f"{prefix}{key}."))
+        return out
+    return {prefix.rstrip("."): json.dumps(value, sort_keys=True) if isinstance(value, list)
+            else value}
+
+
+IGNORED_SETTINGS = frozenset({"ragline", "kind", "dataset"})
+
+
+def differing_settings(runs: Sequence[RunSummary]) -> dict[str, dict[str, Any]]:
+    """For each run, the settings whose values differ between runs of the same kind and
+    dataset (what tells an extractive run from a model run, or k=5 from k=10)."""
+    groups: dict[tuple[str, str], list[RunSummary]] = {}
+    for run in runs:
+        groups.setdefault((run.kind, run.name), []).append(run)
+    out: dict[str, dict[str, Any]] = {run.id: {} for run in runs}
+    for group in groups.values():
+        flat = {r.id: _flatten(r.config) for r in group}
+        keys = sorted({k for f in flat.values() for k in f} - IGNORED_SETTINGS)
+        for key in keys:
+            if len({json.dumps(f.get(key), sort_keys=True, default=str)
+                    for f in flat.values()}) > 1:
+                for run_id, f in flat.items():
+                    out[run_id][key] = f.get(key)
+    return out
 
 
 def _label(run: RunRecord, config: str) -> str:
