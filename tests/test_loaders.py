@@ -740,3 +740,20 @@ def test_every_supported_type_loads_from_one_folder(tmp_path: Path) -> None:
     ]
     assert types == ["txt", "md", "html", "pdf", "docx", "jsonl"]
     assert os.listdir(tmp_path)  # nothing was deleted or moved
+
+
+def test_running_heads_and_page_numbers_are_removed_from_pdf_pages(tmp_path: Path) -> None:
+    pages = [f"ACME CORP 2019 FORM 10-K\nBody text of page {n} about topic {n}.\nPage {n} of 6"
+             for n in range(1, 7)]
+    pages[2] = "ACME CORP 2019 FORM 10-K\nA page that mentions ACME CORP 2019 FORM 10-K inline.\nPage 3 of 6"
+    doc = load_one(write(tmp_path / "filing.pdf", make_pdf(pages)))
+    assert "Page 1 of 6" not in doc.text and doc.text.count("ACME CORP 2019 FORM 10-K") == 1
+    assert "Body text of page 4 about topic 4." in doc.text
+    assert doc.metadata["running_lines_removed"] == 12
+    starts = doc.metadata["page_starts"]
+    assert doc.text[starts[3]:].startswith("Body text of page 4")
+
+
+def test_a_short_pdf_keeps_every_line(tmp_path: Path) -> None:
+    doc = load_one(write(tmp_path / "two.pdf", make_pdf(["Header\nOne", "Header\nTwo"])))
+    assert doc.text.count("Header") == 2 and "running_lines_removed" not in doc.metadata

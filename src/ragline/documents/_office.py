@@ -38,6 +38,7 @@ def parse_pdf(path: Path, rel: str) -> Parsed:
         ) from exc
     finally:
         pdf.close()
+    pages, removed = strip_running_lines(pages)
     starts, offset = [], 0
     for text in pages:
         starts.append(offset)
@@ -51,6 +52,8 @@ def parse_pdf(path: Path, rel: str) -> Parsed:
             "probably scanned images); run OCR on it first (e.g. ocrmypdf) and ingest the result",
         )
     extra: dict[str, Any] = {"page_starts": starts, "page_count": len(pages)}
+    if removed:
+        extra["running_lines_removed"] = removed
     if meta.get("Author"):
         extra["author"] = meta["Author"]
     return Parsed(text=text, title=meta.get("Title") or None, extra=extra)
@@ -72,6 +75,52 @@ def _open_pdf(path: Path, rel: str) -> pdfium.PdfDocument:
         else:
             detail = f"not a valid PDF (pdfium: {exc}); re-export or repair it and ingest again"
         raise CorruptDocument(rel, detail) from exc
+
+
+_DIGITS = re.compile(r"\d+")
+RUNNING_EDGE_LINES = 2  # lines at the top and at the bottom of a page that may be running heads
+RUNNING_MIN_PAGES = 3
+
+
+def _line_key(line: str) -> str:
+    """A line as a running head or foot repeats: digits (page numbers) and spacing ignored."""
+    return _DIGITS.sub("#", " ".join(line.split()).casefold())
+
+
+def strip_running_lines(pages: list[str]) -> tuple[list[str], int]:
+    """Pages without their running heads and feet, and how many lines were removed.
+
+    A running line is one of the first or last RUNNING_EDGE_LINES lines of a page whose text,
+    numbers aside ("Page 3 of 120", "NIKE, INC. 2019 FORM 10-K 47"), recurs at a page edge on at
+    least half the pages (and on RUNNING_MIN_PAGES or more). Left in, it joins every chunk of the
+    document: the same words in every embedding and every BM25 row, and a claim cut across it.
+    """
+    if len(pages) < RUNNING_MIN_PAGES:
+        return pages, 0
+    split = [page.split("\n") for page in pages]
+    counts: dict[str, int] = {}
+    for lines in split:
+        edges = {_line_key(lines[i]) for i in _edge(len(lines)) if lines[i].strip()}
+        for key in edges:
+            counts[key] = counts.get(key, 0) + 1
+    needed = max(RUNNING_MIN_PAGES, (len(pages) + 1) // 2)
+    running = {key for key, n in counts.items() if n >= needed}
+    if not running:
+        return pages, 0
+    out, removed = [], 0
+    for lines in split:
+        edge = _edge(len(lines))
+        kept = [x for i, x in enumerate(lines) if not (i in edge and _line_key(x) in running)]
+        removed += len(lines) - len(kept)
+        out.append("\n".join(kept).strip())
+    return out, removed
+
+
+def _edge(n: int) -> set[int]:
+    """Positions of a page's edge lines: at most RUNNING_EDGE_LINES at each end and never more
+    than a third of the page's lines there (the body of a short page is not its edge)."""
+    width = min(RUNNING_EDGE_LINES, n // 3)
+    return set(range(width)) | set(range(n - width, n)) if width else set()
 
 
 def _page_text(pdf: pdfium.PdfDocument, index: int) -> str:
