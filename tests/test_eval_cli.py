@@ -141,3 +141,16 @@ def test_tune_prints_a_pareto_front_and_the_best_point(tmp_path: Path, beir: Pat
     assert len(data["all"]) == 2 + 2 * (5 + 9)
     assert data["pareto_front"] and data["best"]["metrics"]["nDCG@10"] > 0.9
     assert {"p50", "p95"} <= set(data["best"]["latency_ms"])
+
+
+def test_tune_writes_the_best_point_as_a_configuration(tmp_path: Path, beir: Path) -> None:
+    from ragline.config import load_config
+
+    written = tmp_path / "tuned.toml"
+    result = runner.invoke(app, ["tune", "retrieval", "--dataset", str(beir), "--depths", "5",
+                                 "--latency-sample", "2", "--json", "--write-config", str(written)])
+    assert result.exit_code == 0, result.output
+    best = json.loads(result.stdout)["best"]["search"]
+    tuned = load_config(written)
+    assert written.read_text().startswith("# Written by `ragline tune retrieval`")
+    assert {k: getattr(tuned.search, k) for k in best} == best

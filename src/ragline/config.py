@@ -139,6 +139,29 @@ def load_config(path: Path) -> RaglineConfig:
     return config if config.name else config.model_copy(update={"name": path.stem})
 
 
+def to_toml(config: RaglineConfig, *, header: str = "") -> str:
+    """The settings of `config` that differ from the defaults, as a TOML file `load_config`
+    reads back to an equal configuration."""
+    data = config.model_dump(mode="json", exclude_defaults=True)
+    lines = [f"# {line}" for line in header.splitlines()]
+    top = {k: v for k, v in data.items() if not isinstance(v, dict)}
+    lines += [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+
+    def table(name: str, values: dict[str, Any]) -> None:
+        scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}
+        if scalars:
+            lines.append(f"\n[{name}]")
+            lines.extend(f"{k} = {json.dumps(v)}" for k, v in scalars.items() if v is not None)
+        for key, value in values.items():
+            if isinstance(value, dict):
+                table(f"{name}.{key}", value)
+
+    for name, values in data.items():
+        if isinstance(values, dict):
+            table(name, values)
+    return "\n".join(lines).lstrip("\n") + "\n"
+
+
 def _explain(exc: ValidationError, source: str) -> str:
     lines = []
     for error in exc.errors():

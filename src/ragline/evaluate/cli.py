@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragline import __version__
-from ragline.config import RaglineConfig, load_config
+from ragline.config import RaglineConfig, SearchSettings, load_config, to_toml
 from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.gate import regression_gate
 from ragline.evaluate.manifest import build_manifest
@@ -166,9 +166,13 @@ def tune_retrieval(
     config: Annotated[Path | None, typer.Option("--config", "-c", help="Base configuration.")] = None,
     depths: Annotated[str, typer.Option(help="Candidate depths, comma-separated.")] = "20,50,100,200",
     latency_sample: Annotated[int, typer.Option(help="Queries timed per grid point.")] = 100,
+    write_config: Annotated[Path | None, typer.Option(
+        "--write-config", help="Write the base configuration with the best point's [search] "
+        "settings to this TOML file (use it with --config for this corpus).")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
 ) -> None:
-    """Grid over fusion method, RRF k / min-max alpha and depth; print the quality-latency front."""
+    """Grid over BM25, dense, and fusion method, RRF k / min-max alpha and depth; print the
+    quality-latency front, and with --write-config keep the best point for this corpus."""
     if split == "test":
         err.print("[yellow]warning:[/] tuning on the test split makes its figures optimistic; "
                   "tune on train and report test once")
@@ -178,6 +182,15 @@ def tune_retrieval(
     grid = default_grid(tuple(int(d) for d in depths.split(",")))
     results = sweep(data, base, grid=grid, latency_sample=latency_sample, say=say)
     front, chosen = pareto_front(results), best(results)
+    if write_config is not None:
+        tuned = base.model_copy(update={"search": base.search.model_copy(
+            update=SearchSettings.model_validate(
+                {**base.search.model_dump(), **chosen.point.search_overrides()}).model_dump())})
+        write_config.write_text(to_toml(tuned, header=(
+            f"Written by `ragline tune retrieval` on {data.name}/{split} "
+            f"({len(data.qrels)} queries): best {PRIMARY} {chosen.means[PRIMARY]:.4f} "
+            f"with {chosen.point.label}.")), encoding="utf-8")
+        err.print(f"wrote {write_config}: [search] {chosen.point.label}", highlight=False)
     if json_output:
         typer.echo(json.dumps({
             "dataset": data.name, "split": split, "queries": len(data.qrels),
