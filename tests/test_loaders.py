@@ -563,8 +563,8 @@ def test_pdf_without_text_suggests_ocr(tmp_path: Path) -> None:
     path = write(tmp_path / "scan.pdf", make_pdf([""]))
     with pytest.raises(DocumentError) as info:
         load_file(path, root=tmp_path)
-    assert info.value.reason == "empty"
-    assert "OCR" in str(info.value)
+    assert info.value.reason == "needs_ocr"
+    assert "no text: needs OCR" in str(info.value) and "ocrmypdf" in str(info.value)
 
 
 # --- DOCX --------------------------------------------------------------------------------------

@@ -47,9 +47,10 @@ def parse_pdf(path: Path, rel: str) -> Parsed:
     if not text or text.isspace():
         raise DocumentError(
             rel,
-            "empty",
-            f"the PDF has no extractable text ({len(pages)} page(s), "
-            "probably scanned images); run OCR on it first (e.g. ocrmypdf) and ingest the result",
+            "needs_ocr",
+            f"no text: needs OCR (none of its {len(pages)} page(s) has a text layer; probably "
+            "scanned images); make a searchable copy with `ocrmypdf IN.pdf OUT.pdf` (Debian: "
+            "apt install ocrmypdf) and ingest that",
         )
     extra: dict[str, Any] = {"page_starts": starts, "page_count": len(pages)}
     if removed:
