@@ -94,7 +94,8 @@ def _matrix(rows: list[dict[str, Any]], features: tuple[str, ...]) -> np.ndarray
     return np.array([[r[f] for f in features] for r in rows], dtype=np.float64)
 
 
-def fit(rows: list[dict[str, Any]], features: tuple[str, ...]) -> tuple[Any, float]:
+def fit(rows: list[dict[str, Any]], features: tuple[str, ...],
+        max_false_abstain: float = MAX_FALSE_ABSTAIN) -> tuple[Any, float]:
     from sklearn.linear_model import LogisticRegression
 
     train = [r for r in rows if not r["held_out"]]
@@ -108,7 +109,7 @@ def fit(rows: list[dict[str, Any]], features: tuple[str, ...]) -> tuple[Any, flo
     positives = [float(v) for v, r in zip(p, train, strict=True) if r["kind"] == "answerable"]
     # A wrongly refused answerable question costs the user more than an answered hard one, so
     # the threshold is set for at most MAX_FALSE_ABSTAIN false abstentions on calibration data.
-    return model, float(np.quantile(positives, MAX_FALSE_ABSTAIN))
+    return model, float(np.quantile(positives, max_false_abstain))
 
 
 def figures(rows: list[dict[str, Any]], model: Any, features: tuple[str, ...],
@@ -125,11 +126,25 @@ def figures(rows: list[dict[str, Any]], model: Any, features: tuple[str, ...],
     return out
 
 
+def tradeoff(rows: list[dict[str, Any]], model: Any, features: tuple[str, ...]
+             ) -> list[dict[str, float]]:
+    """Read off the ROC (a table, not a choice): the false-abstention rate on answerable
+    questions at which the model abstains on 50%, 60% and 70% of hard unanswerables."""
+    p = model.predict_proba(_matrix(rows, features))[:, 1]
+    answerable = np.array([v for v, r in zip(p, rows, strict=True) if r["kind"] == "answerable"])
+    hard = np.array([v for v, r in zip(p, rows, strict=True) if r["kind"] == "hard"])
+    if not len(answerable) or not len(hard):
+        return []
+    return [{"abstain_rate_hard": target,
+             "false_abstain_rate": round(float(np.mean(answerable < np.quantile(hard, target))), 4)}
+            for target in (0.5, 0.6, 0.7)]
+
+
 def report(rows: list[dict[str, Any]], features: tuple[str, ...], embedder: str, k: int,
-           started: float) -> dict[str, Any]:
+           started: float, max_false_abstain: float = MAX_FALSE_ABSTAIN) -> dict[str, Any]:
     from sklearn.metrics import roc_auc_score
 
-    model, threshold = fit(rows, features)
+    model, threshold = fit(rows, features, max_false_abstain)
     held = [r for r in rows if r["held_out"]]
     calib = [r for r in rows if not r["held_out"]]
     auroc = {}
@@ -170,6 +185,7 @@ def report(rows: list[dict[str, Any]], features: tuple[str, ...], embedder: str,
             s: figures([r for r in held if r["set"] == s], model, features, threshold)
             for s in ("hotpot", "scifact")},
         "held_out_auroc_answerable_vs_hard": auroc,
+        "held_out_tradeoff": tradeoff(held, model, features),
         "config": {"k": k},
         "seconds": round(time.perf_counter() - started, 1),
     }
@@ -181,6 +197,8 @@ def main() -> None:
     parser.add_argument("--support", action="store_true",
                         help="add the verifier's score of the question as a signal")
     parser.add_argument("--rows", type=Path, help="cache the per-question signals here")
+    parser.add_argument("--max-false-abstain", type=float, default=MAX_FALSE_ABSTAIN,
+                        help="false-abstention budget on calibration answerables")
     parser.add_argument("--json", action="store_true", help="print the result as JSON")
     parser.add_argument("--write", action="store_true", help=f"write {OUTPUT.relative_to(ROOT)}")
     args = parser.parse_args()
@@ -193,7 +211,7 @@ def main() -> None:
         if args.rows:
             args.rows.write_text(json.dumps({"rows": rows, "embedder": embedder}))
     features = tuple(f for f in FEATURES if f != "support" or args.support)
-    result = report(rows, features, embedder, args.k, started)
+    result = report(rows, features, embedder, args.k, started, args.max_false_abstain)
     if args.write:
         OUTPUT.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     if args.json:
@@ -210,6 +228,9 @@ def main() -> None:
         print(f"{qset:>12}: false abstentions {r['answerable']['false_abstain_rate']:.1%}, "
               f"hard {r['hard']['abstain_rate_hard']:.1%}, easy {r['easy']['abstain_rate_easy']:.1%}")
     print(f"held-out AUROC, answerable vs hard: {result['held_out_auroc_answerable_vs_hard']}")
+    for point in result["held_out_tradeoff"]:
+        print(f"  abstaining on {point['abstain_rate_hard']:.0%} of hard unanswerables costs "
+              f"{point['false_abstain_rate']:.1%} false abstentions (held out)")
 
 
 if __name__ == "__main__":
