@@ -93,3 +93,12 @@ def test_duplicate_sentences_are_returned_once(embedder: Embedder) -> None:
 def test_rejects_zero_max_sentences(embedder: Embedder) -> None:
     with pytest.raises(ConfigError, match="max_sentences"):
         extractive_answer("q", hits(), embedder, max_sentences=0)
+
+
+def test_sentences_below_the_threshold_are_not_quoted(embedder: Embedder) -> None:
+    everything = extractive_answer("Where does ragline store chunks?", hits(), embedder,
+                                   max_sentences=3, min_score=0.0)
+    strict = extractive_answer("Where does ragline store chunks?", hits(), embedder,
+                               max_sentences=3, min_score=0.3)
+    assert len(strict.checks) <= len(everything.checks)
+    assert all(float(c.reason.rsplit(" ", 1)[1]) >= 0.3 for c in strict.checks[1:])

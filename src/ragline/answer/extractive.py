@@ -128,6 +128,9 @@ def extractive_answer(
             sources=sources,
             timings=timings,
         )
+    # Every sentence quoted must itself reach the threshold: a verbatim copy that does not
+    # match the question is "supported" by its source and still no answer.
+    ranked = [ranked[0], *(s for s in ranked[1:] if s.score >= min_score)]
     return _assemble(question, hits, ranked, sources, timings)
 
 
@@ -176,7 +179,7 @@ def _assemble(
                 quote_span=(s.start - chunk.start, s.end - chunk.start),
                 support_score=1.0,
                 best_source_sentence=s.text,
-                reason=f"verbatim extract (question score {s.score:.2f})",
+                reason=f"verbatim extract; matches the question {s.score:.2f}",
             )
         )
     text = " ".join(f"{s.text} [{s.hit_index + 1}]" for s in ranked)

@@ -419,11 +419,17 @@ def _summary(row: sqlite3.Row) -> RunSummary:
 
 
 def _manifest_config(raw: str | None) -> dict[str, Any]:
+    """The run's settings, and the commit it ran at (a code change is a difference too)."""
     try:
-        config = json.loads(raw or "{}").get("config")
+        manifest = json.loads(raw or "{}")
+        config = manifest.get("config")
     except (ValueError, AttributeError):
         return {}
-    return config if isinstance(config, dict) else {}
+    out = dict(config) if isinstance(config, dict) else {}
+    if manifest.get("git_sha"):
+        dirty = "+dirty" if manifest.get("git_dirty") else ""
+        out["git"] = f"{str(manifest['git_sha'])[:10]}{dirty}"
+    return out
 
 
 def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
