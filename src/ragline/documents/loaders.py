@@ -18,6 +18,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
+from ragline.documents._filing import filing_metadata
 from ragline.documents._markdown import first_h1, markdown_headings
 from ragline.documents._parsed import Parsed, unreadable
 from ragline.errors import (
@@ -234,7 +235,10 @@ def _read_bytes(info: _FileInfo) -> bytes:
 
 
 def _document(info: _FileInfo, parsed: Parsed, *, doc_id: str | None = None) -> Document:
-    metadata: dict[str, Any] = dict(parsed.extra)
+    metadata: dict[str, Any] = {}
+    if info.doc_type is not DocType.JSONL:  # a corpus record is not a filing's cover page
+        metadata.update(filing_metadata(parsed.text, info.path.name))
+    metadata.update(parsed.extra)
     metadata.update(path=info.rel, type=info.doc_type.value, size=metadata.get("size", info.size))
     return Document(
         id=doc_id or info.rel,
