@@ -338,3 +338,17 @@ def test_an_index_from_before_pages_is_migrated_and_backfilled(
     assert got == expected and any(got.values())
     with sqlite3.connect(tmp_path / "ix" / "ragline.sqlite") as conn:
         assert conn.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone() == ("2",)
+
+
+def test_bm25_built_in_batches_scores_exactly_as_built_at_once() -> None:
+    import numpy as np
+
+    from ragline.store.keyword import BM25Config, BM25Index
+
+    texts = [f"Document {i} about {'protein folding' if i % 3 else 'vitamin D and bones'} "
+             f"with term{i % 7} and rare{i}" for i in range(250)] + [""]
+    once = BM25Index.build(texts, BM25Config(), batch=10_000)
+    batched = BM25Index.build(iter(texts), BM25Config(), batch=16)  # a stream, 16 at a time
+    for query in ("vitamin bones", "protein term3", "rare17", "nothing matches"):
+        np.testing.assert_array_equal(batched.scores(query), once.scores(query))
+    assert batched.document_frequencies(["term3"]) == once.document_frequencies(["term3"])

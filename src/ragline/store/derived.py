@@ -17,7 +17,7 @@ import os
 import shutil
 import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -115,17 +115,17 @@ def load_or_build(store: SQLiteStore, *, dim: int, bm25: BM25Config) -> DerivedI
         pass  # said and repaired under the lock below, where a concurrent rebuild is visible
     (store.index_dir / "derived").mkdir(parents=True, exist_ok=True)
     with FileLock(str(store.index_dir / "derived" / "build.lock"), timeout=600):
-        generation, rowids, matrix, texts = store.chunk_snapshot(dim)
-        folder = _folder(store.index_dir, generation)
-        try:
-            if _is_current(folder, bm25, dim):
-                loaded = _load(folder, generation)
-                _remove_stale(store.index_dir, keep=generation)
-                return loaded
-        except DerivedDamaged as exc:
-            log.warning("the search files in %s are damaged (%s); rebuilding them from %s",
-                        folder, exc, store.path.name)
-        _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
+        with store.chunk_snapshot(dim) as (generation, rowids, matrix, texts):
+            folder = _folder(store.index_dir, generation)
+            try:
+                if _is_current(folder, bm25, dim):
+                    loaded = _load(folder, generation)
+                    _remove_stale(store.index_dir, keep=generation)
+                    return loaded
+            except DerivedDamaged as exc:
+                log.warning("the search files in %s are damaged (%s); rebuilding them from %s",
+                            folder, exc, store.path.name)
+            _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
         _remove_stale(store.index_dir, keep=generation)
         return _load(folder, generation)
 
@@ -205,7 +205,7 @@ def _build(
     folder: Path,
     rowids: npt.NDArray[np.int64],
     matrix: npt.NDArray[np.float32],
-    texts: list[str],
+    texts: Iterable[str],
     *,
     dim: int,
     bm25: BM25Config,
@@ -214,10 +214,10 @@ def _build(
     try:
         np.save(tmp / "rowids.npy", rowids)
         np.save(tmp / "vectors.npy", matrix)
-        if texts:
+        if len(rowids):
             BM25Index.build(texts, bm25).save(tmp / "bm25")
         (tmp / "info.json").write_text(json.dumps({
-            "version": INFO_VERSION, "rows": len(texts), "dim": dim, "bm25": asdict(bm25),
+            "version": INFO_VERSION, "rows": len(rowids), "dim": dim, "bm25": asdict(bm25),
             "files": _manifest(tmp),
         }))
         if folder.exists():  # a half-built or other-settings folder of this generation

@@ -6,9 +6,10 @@ Lucene's (k1=1.2, b=0.75), chosen before any measurement, not tuned on a test se
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -20,6 +21,7 @@ import Stemmer
 from ragline.errors import ConfigError
 
 Scores = npt.NDArray[np.float32]
+BUILD_BATCH = 10_000  # texts tokenised at a time when building
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,14 +50,29 @@ class BM25Index:
         self._size = int(retriever.scores["num_docs"])
 
     @classmethod
-    def build(cls, texts: Sequence[str], config: BM25Config) -> BM25Index:
+    def build(cls, texts: Iterable[str], config: BM25Config, *,
+              batch: int = BUILD_BATCH) -> BM25Index:
+        """Index `texts` (any iterable: they are read `batch` at a time, never all held).
+
+        Each batch is tokenised by bm25s as before and its term ids mapped into one vocabulary;
+        a document's ids are kept as an int32 array, not a list of Python ints (36 bytes a
+        token). The scores are those of tokenising everything at once (tested).
+        """
         stemmer = Stemmer.Stemmer(config.stemmer) if config.stemmer else None
-        tokens = bm25s.tokenize(
-            list(texts), stopwords=config.stopwords or None, stemmer=stemmer,
-            return_ids=True, show_progress=False,
-        )
+        vocab: dict[str, int] = {}
+        ids: list[npt.NDArray[np.int32]] = []
+        stream = iter(texts)
+        while part := list(itertools.islice(stream, batch)):
+            tokens = bm25s.tokenize(
+                part, stopwords=config.stopwords or None, stemmer=stemmer,
+                return_ids=True, show_progress=False,
+            )
+            remap = np.zeros(max(tokens.vocab.values(), default=-1) + 1, dtype=np.int32)
+            for word, local in tokens.vocab.items():
+                remap[local] = vocab.setdefault(word, len(vocab))
+            ids.extend(remap[np.asarray(doc, dtype=np.int64)] for doc in tokens.ids)
         retriever = bm25s.BM25(k1=config.k1, b=config.b, method="lucene")
-        retriever.index(tokens, show_progress=False)
+        retriever.index((ids, vocab), show_progress=False)
         return cls(retriever, config)
 
     def save(self, folder: Path) -> None:

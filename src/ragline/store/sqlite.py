@@ -391,27 +391,32 @@ class SQLiteStore:
                 out[int(row[0])] = self._stored_chunk(row[1:])
         return out
 
+    @contextmanager
     def chunk_snapshot(
         self, dim: int
-    ) -> tuple[int, npt.NDArray[np.int64], Matrix, list[str]]:
-        """(generation, rowids, [n, dim] embeddings, texts) of every chunk, read in one snapshot."""
-        # Streamed into preallocated arrays: the rows (blobs and all) are never held at once.
+    ) -> Iterator[tuple[int, npt.NDArray[np.int64], Matrix, Iterator[str]]]:
+        """(generation, rowids, [n, dim] embeddings, texts in rowid order) of every chunk, all
+        read in one transaction that stays open while the block runs.
+
+        Memory is the matrix, not the corpus: the vectors are copied into a preallocated array
+        row by row, and the texts are a stream (read again, in the same snapshot, as consumed).
+        """
         self._conn.execute("BEGIN")
         try:
             generation = self.generation
             n = int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
             rowids = np.empty(n, dtype=np.int64)
             matrix = np.empty((n, dim), dtype=np.float32)
-            texts: list[str] = []
-            for i, (rowid, blob, text) in enumerate(self._conn.execute(
-                "SELECT rowid, embedding, text FROM chunks ORDER BY rowid"
+            for i, (rowid, blob) in enumerate(self._conn.execute(
+                "SELECT rowid, embedding FROM chunks ORDER BY rowid"
             )):
                 rowids[i] = rowid
                 matrix[i] = np.frombuffer(blob, dtype=np.float32)
-                texts.append(str(text))
+            texts = (str(row[0]) for row in self._conn.execute(
+                "SELECT text FROM chunks ORDER BY rowid"))
+            yield generation, rowids, matrix, texts
         finally:
             self._conn.execute("COMMIT")
-        return generation, rowids, matrix, texts
 
     def rowids_matching(
         self, where: dict[str, str | Sequence[str]], path_prefix: str | None
