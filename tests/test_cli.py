@@ -206,3 +206,15 @@ def test_search_and_ask_name_the_page_of_a_pdf_source(tmp_path: Path) -> None:
         else:
             assert "report.pdf pp. 1-5" in found.stdout and hits[0]["pages"] == [1, 2, 3, 4, 5]
         assert "(p. 4, chars" in answered or "[1] p. 4" in answered  # the quote's own page
+
+
+def test_line_progress_does_not_repeat_its_last_line() -> None:
+    import io
+
+    from ragline.cli_progress import LineProgress
+
+    out = io.StringIO()
+    with LineProgress(out, every=0.0) as progress:
+        progress.start(1)
+        progress.advance(1, 1, 3)
+    assert len(out.getvalue().splitlines()) == 1

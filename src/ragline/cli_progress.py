@@ -105,6 +105,7 @@ class LineProgress:
         self.live = False
         self._stream, self._every = stream, every
         self._last = time.monotonic()
+        self._written: tuple[int, ...] = ()
 
     def __enter__(self) -> LineProgress:
         return self
@@ -131,7 +132,12 @@ class LineProgress:
 
     def _write(self) -> None:
         self._last = time.monotonic()
-        self._stream.write(self.counts.line() + "\n")
+        c = self.counts
+        state = (c.files, c.documents, c.embedded, c.chunked)
+        if state == self._written:  # nothing new since the last line: the closing one repeats it
+            return
+        self._written = state
+        self._stream.write(c.line() + "\n")
         self._stream.flush()
 
 
