@@ -46,6 +46,7 @@ def peak_of(command: list[str], kill_after: float | None = None) -> dict[str, An
     try:
         summary = json.loads(result.pop("summary"))
         result["added"], result["unchanged"] = summary["added"], summary["unchanged"]
+        result["stage_seconds"] = summary.get("seconds")
     except (ValueError, KeyError):
         result.pop("summary", None)
     return result

@@ -18,51 +18,21 @@ import argparse
 import json
 import os
 import sqlite3
-import subprocess
 import sys
 import tempfile
 import textwrap
 import time
 from pathlib import Path
-from typing import Any
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "scifact" / "corpus.jsonl"
-RAGLINE = str(Path(sys.executable).with_name("ragline"))
+ROOT = Path(__file__).resolve().parents[1]
+CORPUS = ROOT.parent / "shared" / "datasets" / "scifact" / "corpus.jsonl"
+sys.path.insert(0, str(ROOT))  # the tests' hand-built PDF writer
 
-
-def _escape(line: str) -> bytes:
-    text = line.encode("latin-1", "replace")
-    return text.replace(b"\\", b"\\\\").replace(b"(", b"\\(").replace(b")", b"\\)")
+from ingest_memory import RAGLINE, peak_of  # noqa: E402  (beside this script)
+from tests.pdfs import make_pdf  # noqa: E402
 
 
-def build_pdf(pages: list[list[str]]) -> bytes:
-    """A valid PDF with one Helvetica text line per input line; xref offsets exact."""
-    bodies: list[bytes] = [b"", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for lines in pages:
-        ops = b"BT /F1 9 Tf 40 760 Td 11 TL " + b" ".join(
-            b"(" + _escape(line) + b") Tj T*" for line in lines) + b" ET"
-        bodies.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(ops), ops))
-        bodies.append(b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-                      b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % len(bodies))
-        kids.append(len(bodies))
-    bodies[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
-    bodies[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
-        b" ".join(b"%d 0 R" % k for k in kids), len(kids))
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(bodies, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n<< /Size %d /Root 1 0 R >>\nstartxref\n%d\n%%%%EOF\n" % (
-        len(bodies) + 1, xref)
-    return bytes(out)
-
-
-def filing_pages(n: int) -> list[list[str]]:
+def filing_pages(n: int) -> list[str]:
     texts = (json.loads(line) for line in CORPUS.open(encoding="utf-8"))
     pages = []
     for number in range(1, n + 1):
@@ -70,29 +40,10 @@ def filing_pages(n: int) -> list[list[str]]:
         while sum(len(x) for x in body) < 3000:
             record = next(texts)
             body += [*textwrap.wrap(f"{record.get('title', '')}. {record['text']}", 90), ""]
-        pages.append(["EXAMPLE CORP  ANNUAL REPORT ON FORM 10-K  FISCAL 2019", "", *body[:64], f"Page {number} of {n}"])
+        lines = ["EXAMPLE CORP  ANNUAL REPORT ON FORM 10-K  FISCAL 2019", "", *body[:64],
+                 f"Page {number} of {n}"]
+        pages.append("\n".join(lines))
     return pages
-
-
-def peak_ingest(pdf: Path, index: Path, config: Path, threads: int) -> dict[str, Any]:
-    code = ("import resource, subprocess, sys, json\n"
-            "p = subprocess.run(sys.argv[1:], capture_output=True, text=True)\n"
-            "rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
-            "print(json.dumps({'rc': p.returncode, 'peak_rss_mb': round(rss, 1),"
-            " 'summary': p.stdout[-4000:], 'stderr': p.stderr[-2000:]}))\n")
-    env = {**os.environ, "RAGLINE_EMBED_THREADS": str(threads)}
-    started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-c", code, RAGLINE, "ingest", str(pdf), "--index",
-                           str(index), "--json", "--config", str(config)],
-                          capture_output=True, text=True, check=True, env=env)
-    result: dict[str, Any] = json.loads(done.stdout)
-    result["seconds"] = round(time.perf_counter() - started, 1)
-    if result["rc"] != 0:
-        raise SystemExit(f"ingest failed: {result['stderr']}")
-    summary = json.loads(result.pop("summary"))
-    result["stage_seconds"] = summary.get("seconds")
-    result.pop("stderr")
-    return result
 
 
 def raw_embed(texts: list[str], threads: int) -> float:
@@ -116,11 +67,16 @@ def main() -> int:
         return 0
     with tempfile.TemporaryDirectory(prefix="ragline-pdf-") as tmp:
         pdf = Path(tmp) / "EXAMPLE_2019_10K.pdf"
-        pdf.write_bytes(build_pdf(filing_pages(args.pages)))
+        pdf.write_bytes(make_pdf(filing_pages(args.pages), font_size=9, leading=11, top=760))
         pdf_mb = round(pdf.stat().st_size / 2**20, 2)
         config = Path(tmp) / "no-cache.toml"
         config.write_text("[embedder]\ncache = false\n")
-        ingest = peak_ingest(pdf, Path(tmp) / "ix", config, args.threads)
+        os.environ["RAGLINE_EMBED_THREADS"] = str(args.threads)  # the ingest process's threads
+        ingest = peak_of([RAGLINE, "ingest", str(pdf), "--index", str(Path(tmp) / "ix"),
+                          "--json", "--config", str(config)])
+        if ingest["rc"] != 0:
+            print(f"ingest failed: {ingest['stderr']}", file=sys.stderr)
+            return 1
         with sqlite3.connect(Path(tmp) / "ix" / "ragline.sqlite") as conn:
             texts = [r[0] for r in conn.execute("SELECT text FROM chunks ORDER BY rowid")]
         raw_s = raw_embed(texts, args.threads)

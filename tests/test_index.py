@@ -293,7 +293,7 @@ def test_failures_are_forgotten_when_pruned_and_vanished_files_say_so(
 
 
 def _paged_corpus(root: Path) -> Path:
-    from tests.test_loaders import make_pdf
+    from tests.pdfs import make_pdf
 
     root.mkdir(parents=True, exist_ok=True)
     pages = [f"Page {n} of the annual report covers topic number {n}." for n in range(1, 6)]

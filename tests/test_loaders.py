@@ -28,6 +28,7 @@ from ragline.errors import (
     UnsupportedFileType,
 )
 from ragline.types import DocType, Document, Heading
+from tests.pdfs import make_pdf
 
 
 def write(path: Path, content: str | bytes) -> Path:
@@ -51,44 +52,6 @@ def heading_at(doc: Document, heading: Heading) -> str:
 
 
 # --- building PDFs by hand ---------------------------------------------------------------------
-
-
-def make_pdf(pages: list[str], *, title: str | None = None, trailer_extra: bytes = b"") -> bytes:
-    """A minimal valid PDF: one Helvetica text line per input line, xref offsets exact."""
-    bodies: list[bytes] = [b"", b"", b"<< /Type /Font /Subtype /Type1 /BaseFont /Helvetica >>"]
-    kids = []
-    for text in pages:
-        lines = [line.replace("(", r"\(").replace(")", r"\)") for line in text.split("\n")]
-        ops = (
-            b"BT /F1 12 Tf 72 720 Td 14 TL "
-            + b" ".join(b"(" + line.encode("latin-1") + b") Tj T*" for line in lines)
-            + b" ET"
-        )
-        bodies.append(b"<< /Length %d >>\nstream\n%s\nendstream" % (len(ops), ops))
-        bodies.append(
-            b"<< /Type /Page /Parent 2 0 R /MediaBox [0 0 612 792] "
-            b"/Resources << /Font << /F1 3 0 R >> >> /Contents %d 0 R >>" % (len(bodies))
-        )
-        kids.append(len(bodies))
-    bodies[0] = b"<< /Type /Catalog /Pages 2 0 R >>"
-    bodies[1] = b"<< /Type /Pages /Kids [%s] /Count %d >>" % (
-        b" ".join(b"%d 0 R" % k for k in kids),
-        len(kids),
-    )
-    trailer = b"<< /Size %d /Root 1 0 R" % (len(bodies) + 2)
-    if title is not None:
-        bodies.append(b"<< /Title (" + title.encode("latin-1") + b") >>")
-        trailer += b" /Info %d 0 R" % len(bodies)
-    out = bytearray(b"%PDF-1.4\n")
-    offsets = []
-    for number, body in enumerate(bodies, start=1):
-        offsets.append(len(out))
-        out += b"%d 0 obj\n%s\nendobj\n" % (number, body)
-    xref = len(out)
-    out += b"xref\n0 %d\n0000000000 65535 f \n" % (len(bodies) + 1)
-    out += b"".join(b"%010d 00000 n \n" % offset for offset in offsets)
-    out += b"trailer\n" + trailer + trailer_extra + b" >>\nstartxref\n%d\n%%%%EOF\n" % xref
-    return bytes(out)
 
 
 def make_encrypted_pdf() -> bytes:

@@ -145,7 +145,7 @@ def to_toml(config: RaglineConfig, *, header: str = "") -> str:
     data = config.model_dump(mode="json", exclude_defaults=True)
     lines = [f"# {line}" for line in header.splitlines()]
     top = {k: v for k, v in data.items() if not isinstance(v, dict)}
-    lines += [f"{k} = {json.dumps(v)}" for k, v in top.items()]
+    lines += [f"{k} = {json.dumps(v)}" for k, v in top.items() if v is not None]
 
     def table(name: str, values: dict[str, Any]) -> None:
         scalars = {k: v for k, v in values.items() if not isinstance(v, dict)}

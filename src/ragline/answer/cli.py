@@ -6,7 +6,9 @@ claim's verdict; --json prints `Answer.to_json()` only. Errors a user can fix ex
 
 from __future__ import annotations
 
+import functools
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -176,15 +178,16 @@ def print_answer(answer: Answer, index: Any, *, streamed: bool = False) -> None:
         out.print(escape(answer.text))
     if answer.abstained and answer.abstain_reason:
         out.print(f"[yellow]abstained:[/] {escape(answer.abstain_reason)}")
-    _print_sources(answer, index)
-    _print_checks(answer, index)
+    document = functools.cache(index.get_document)  # each cited document read once
+    _print_sources(answer, document)
+    _print_checks(answer, document)
     for note in answer.usage.get("notes", []):
         out.print(f"[dim]note: {escape(note)}[/]")
     timings = " · ".join(f"{k.removesuffix('_s')} {v:.2f}s" for k, v in answer.timings.items())
     out.print(f"[dim]{timings}[/]")
 
 
-def _print_sources(answer: Answer, index: Any) -> None:
+def _print_sources(answer: Answer, document: Callable[[str], Any]) -> None:
     cited = {c.number: c for c in answer.citations}
     if not answer.sources:
         return
@@ -198,55 +201,51 @@ def _print_sources(answer: Answer, index: Any) -> None:
                   + (f"[bold]{page}[/] " if page else "")
                   + f"chars {source['start']}-{source['end']}"
                   + (f" [magenta]{escape(heading)}[/]" if heading else ""))
-        quote = _quote(cited.get(number), index)
+        quote = _quote(cited.get(number), document)
         if quote:
             out.print(escape(f"      \u201c{quote}"))
 
 
-def _quote(citation: Any, index: Any) -> str:
+def _quote(citation: Any, document: Callable[[str], Any]) -> str:
     if citation is None or citation.quote_start is None or citation.quote_end is None:
         return ""
-    document = index.get_document(citation.doc_id)
-    if document is None:
+    doc = document(citation.doc_id)
+    if doc is None:
         return ""
-    text = " ".join(document.text[citation.quote_start:citation.quote_end].split())
+    text = " ".join(doc.text[citation.quote_start:citation.quote_end].split())
     more = "…" if len(text) > 200 else ""
-    page = page_label(pages_of(page_starts(document), citation.quote_start, citation.quote_end))
+    page = page_label(pages_of(page_starts(doc), citation.quote_start, citation.quote_end))
     where = f"{page}, " if page else ""
     return f"{text[:200]}{more}\u201d ({where}chars {citation.quote_start}-{citation.quote_end})"
 
 
-def _claim_pages(check: ClaimCheck, sources: dict[int, dict[str, Any]], index: Any,
-                 starts_of: dict[str, list[int]]) -> str:
-    """The page of the quoted span when the verifier found one, else the cited chunk's pages."""
-    number = check.quote_source if check.quote_span is not None else None
-    source = sources.get(number) if number is not None else None
+def _claim_pages(check: ClaimCheck, sources: dict[int, dict[str, Any]],
+                 document: Callable[[str], Any]) -> str:
+    """The page of the quoted span when the verifier found one, else the one cited chunk's."""
+    source = None if check.quote_source is None else sources.get(check.quote_source)
     if source is None or check.quote_span is None:
-        first = sources.get(check.cited[0]) if len(check.cited) == 1 else None
-        return page_label(first.get("pages") or []) if first else ""
-    if not source.get("pages"):
+        only = sources.get(check.cited[0]) if len(check.cited) == 1 else None
+        return page_label(only.get("pages") or []) if only else ""
+    doc = document(str(source["doc_id"])) if source.get("pages") else None
+    if doc is None:
         return ""
-    doc_id = str(source["doc_id"])
-    if doc_id not in starts_of:
-        document = index.get_document(doc_id)
-        starts_of[doc_id] = page_starts(document) if document is not None else []
-    begin = int(source["start"]) + check.quote_span[0]
-    return page_label(pages_of(starts_of[doc_id], begin, int(source["start"]) + check.quote_span[1]))
+    start = int(source["start"])
+    return page_label(pages_of(page_starts(doc), start + check.quote_span[0],
+                               start + check.quote_span[1]))
 
 
-def _print_checks(answer: Answer, index: Any) -> None:
+def _print_checks(answer: Answer, document: Callable[[str], Any]) -> None:
     if not answer.checks:
         return
     table = Table(title="Claims", show_lines=False)
     for column in ("claim", "cites", "verdict", "support", "reason"):
         table.add_column(column)
     sources = {int(s["number"]): s for s in answer.sources}
-    starts_of: dict[str, list[int]] = {}
     for check in answer.checks:
         style = "red" if check.flagged else (
             "yellow" if check.verdict is ClaimVerdict.ATTRIBUTED else "green")
         cites = ", ".join(f"[{n}]" for n in check.cited) or "-"
-        page = _claim_pages(check, sources, index, starts_of) if check.cited else ""
+        page = _claim_pages(check, sources, document) if check.cited else ""
         table.add_row(
             escape(" ".join(check.sentence.split())[:120]), escape(f"{cites} {page}".rstrip()),
             f"[{style}]{check.verdict.value}[/]", f"{check.support_score:.2f}",

@@ -148,7 +148,6 @@ class _Counter:
         return counts
 
 
-
 def _to_chunks(
     doc: Document, spans: list[_Span], count: TokenCounter, tokens: list[int] | None = None
 ) -> list[Chunk]:

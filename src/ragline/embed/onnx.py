@@ -51,7 +51,7 @@ def default_threads() -> int:
     Sessions open with spinning workers off (`session.intra_op.allow_spinning = 0`), which is
     what made 2 threads collapse below 1-thread speed when another process held a core. Without
     spinning, 2 threads on the 2-core machine ingest a 300-page PDF 1.6x faster when idle
-    (`benchmarks/pdf_ingest.py`: 2.89 vs 1.80 pages/s) and still edge out 1 thread with the
+    (`benchmarks/pdf_ingest.py`: 3.29 vs 2.01 pages/s) and still edge out 1 thread with the
     other core busy (7.8 vs 7.0 SciFact abstracts/s), so the default uses the cores there are.
     """
     raw = os.environ.get(THREADS_ENV)
@@ -396,7 +396,7 @@ class OnnxEmbedder:
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         # Input shapes change every batch, so memory patterns are never reused, only kept: with
         # them on and 32 x 256-piece batches a cold SciFact ingest held 2.2 GB; off, with batches
-        # of BATCH_TOKENS, about 500 MB (benchmarks/ingest_memory.py --no-cache, docs/benchmarks.md §6).
+        # of BATCH_TOKENS, 408 MB (benchmarks/ingest_memory.py --no-cache, docs/benchmarks.md §6).
         options.enable_mem_pattern = False
         # Spinning workers steal a shared core from other processes and collapse throughput.
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")

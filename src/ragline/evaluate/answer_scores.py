@@ -74,18 +74,17 @@ LONG_FORM_RECALL = 0.8
 
 def token_recall(prediction: str, golds: Sequence[str]) -> float:
     """Share of the gold answer's normalised tokens found in the prediction, max over golds."""
-    pred = Counter(normalize_answer(prediction).split())
+    words = normalize_answer(prediction).split()
+    pred = Counter(words)
     best = 0.0
     for gold in golds:
         ref = normalize_answer(gold).split()
         if not ref:
             continue
-        if ref[0] in YES_NO or (len(pred) == 1 and next(iter(pred)) in YES_NO):
-            best = max(best, float(_f1(prediction, gold) == 1.0 or
-                                   normalize_answer(prediction).split()[:1] == ref[:1]))
+        if ref[0] in YES_NO:  # as for "contains": the answer must open with it
+            best = max(best, float(words[:1] == ref[:1]))
             continue
-        found = sum((Counter(ref) & pred).values())
-        best = max(best, found / len(ref))
+        best = max(best, sum((Counter(ref) & pred).values()) / len(ref))
     return best
 
 

@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ragline import __version__
-from ragline.config import RaglineConfig, SearchSettings, load_config, to_toml
+from ragline.config import RaglineConfig, load_config, to_toml
 from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.gate import regression_gate
 from ragline.evaluate.manifest import build_manifest
@@ -183,9 +183,7 @@ def tune_retrieval(
     results = sweep(data, base, grid=grid, latency_sample=latency_sample, say=say)
     front, chosen = pareto_front(results), best(results)
     if write_config is not None:
-        tuned = base.model_copy(update={"search": base.search.model_copy(
-            update=SearchSettings.model_validate(
-                {**base.search.model_dump(), **chosen.point.search_overrides()}).model_dump())})
+        tuned = base.merged({"search": chosen.point.search_overrides()})
         write_config.write_text(to_toml(tuned, header=(
             f"Written by `ragline tune retrieval` on {data.name}/{split} "
             f"({len(data.qrels)} queries): best {PRIMARY} {chosen.means[PRIMARY]:.4f} "
