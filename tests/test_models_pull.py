@@ -64,8 +64,9 @@ def file_server() -> Iterator[FileServer]:
                 self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
             self.send_header("Content-Length", str(len(chunk)))
             self.end_headers()
-            self.wfile.write(chunk)
+            # Counted before writing: the client can finish reading before this thread runs on.
             state.bytes_sent += len(chunk)
+            self.wfile.write(chunk)
 
         def log_message(self, format: str, *args: object) -> None:
             pass
