@@ -63,6 +63,7 @@ def test_train_verifier_writes_a_loadable_model_with_manifest(tmp_path: Path) ->
     manifest = json.loads(result.stdout)
     assert manifest["training"]["pairs"] > 200 and manifest["data"]
     assert {"fp32", "int8", "before_cosine"} <= set(manifest["dev"])
+    assert manifest["graph"]["nan_guards_dropped"] == 6  # the exact clean-up ran on the export
     info = read_manifest(out)  # checks every sha256
     assert info.max_length == 64
     model = SupportModel(out, threads=1)

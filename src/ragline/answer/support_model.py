@@ -94,9 +94,11 @@ def read_manifest(path: Path, *, check_files: bool = True) -> ModelInfo:
 
 
 def default_threads() -> int:
+    """`$RAGLINE_VERIFIER_THREADS`, else every core (at most 4), as the embedder: sessions
+    run without spinning workers, so a busy core costs little (docs/benchmarks.md)."""
     raw = os.environ.get(THREADS_ENV, "").strip()
     if not raw:
-        return max(1, min(4, (os.cpu_count() or 1) // 2))
+        return max(1, min(4, os.cpu_count() or 1))
     try:
         return max(1, int(raw))
     except ValueError:
@@ -181,6 +183,7 @@ class SupportModel:
                 options.intra_op_num_threads = self.threads
                 options.inter_op_num_threads = 1
                 options.log_severity_level = 3
+                options.add_session_config_entry("session.intra_op.allow_spinning", "0")
                 try:
                     self._session = onnxruntime.InferenceSession(
                         str(self.info.path / self.info.model_file), options,

