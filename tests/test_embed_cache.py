@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from ragline.config import parse_config
 from ragline.embed import (
     CachedEmbedder,
     Embedder,
@@ -253,6 +254,8 @@ def test_openai_compatible_config_needs_model_and_base_url() -> None:
 
 
 def test_unknown_provider_names_the_valid_ones() -> None:
-    config = EmbedderConfig(provider="cohere")  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="'onnx' or 'openai-compatible'"):
+        parse_config({"embedder": {"provider": "cohere"}})
+    config = EmbedderConfig.model_construct(provider="cohere")  # unvalidated, as a caller might
     with pytest.raises(ConfigError, match="onnx, openai-compatible"):
         build_embedder(config)

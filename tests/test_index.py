@@ -352,3 +352,24 @@ def test_bm25_built_in_batches_scores_exactly_as_built_at_once() -> None:
     for query in ("vitamin bones", "protein term3", "rare17", "nothing matches"):
         np.testing.assert_array_equal(batched.scores(query), once.scores(query))
     assert batched.document_frequencies(["term3"]) == once.document_frequencies(["term3"])
+
+
+def test_run_knobs_are_not_stored_with_the_index(
+    tmp_path: Path, embedder: Embedder, corpus: Path
+) -> None:
+    config = RaglineConfig.model_validate(
+        {"embedder": {"threads": 1, "batch_size": 4}, "search": {"alpha": 0.7}})
+    with Index(tmp_path / "index", config, embedder=embedder) as index:
+        index.ingest(corpus)
+    stored = json.loads(sqlite3.connect(tmp_path / "index" / "ragline.sqlite").execute(
+        "SELECT value FROM meta WHERE key = 'config'").fetchone()[0])
+    assert "threads" not in stored["embedder"] and "batch_size" not in stored["embedder"]
+    reopened = Index(tmp_path / "index", embedder=embedder).config
+    assert reopened.search.alpha == 0.7  # what shapes results is kept
+    assert reopened.embedder.threads is None  # what shapes speed follows the machine
+
+
+def test_an_index_that_stored_run_knobs_before_is_read_without_them() -> None:
+    old = RaglineConfig.model_validate({"embedder": {"threads": 1, "batch_size": 4}})
+    config = RaglineConfig.from_stored(json.loads(old.model_dump_json()))
+    assert (config.embedder.threads, config.embedder.batch_size) == (None, 32)

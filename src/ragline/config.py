@@ -59,13 +59,9 @@ class EmbedderSettings(_Section):
         measured with it includes embedding the query.
         """
         from ragline.embed.cache import CachedEmbedder
-        from ragline.embed.factory import EmbedderConfig, build_embedder
+        from ragline.embed.factory import build_embedder
 
-        embedder = build_embedder(EmbedderConfig(
-            provider=self.provider, model=self.model, base_url=self.base_url,
-            api_key_env=self.api_key_env, threads=self.threads, batch_size=self.batch_size,
-            cache=self.cache,
-        ))
+        embedder = build_embedder(self)
         if isinstance(embedder, CachedEmbedder):
             embedder.cache_queries = cache_queries
         return embedder
@@ -90,6 +86,12 @@ class SearchSettings(_Section):
     k: int = Field(10, gt=0)
 
 
+# Knobs of one run (how fast, not what comes out): never stored in an index, and dropped when
+# an index written before this rule holds them, so a thread count chosen for one ingest does not
+# follow the index to another machine.
+RUN_KNOBS: dict[str, set[str]] = {"embedder": {"threads", "batch_size"}}
+
+
 class RaglineConfig(_Section):
     chunking: ChunkingSettings = ChunkingSettings()
     embedder: EmbedderSettings = EmbedderSettings()
@@ -101,6 +103,18 @@ class RaglineConfig(_Section):
         "strict", description="a text file that is not valid UTF-8: fail it, or load it with "
         "U+FFFD in place of the bad bytes")
     name: str | None = None
+
+    def stored_json(self) -> str:
+        """What an index keeps of this configuration: everything but `RUN_KNOBS`."""
+        return self.model_dump_json(exclude=RUN_KNOBS)
+
+    @classmethod
+    def from_stored(cls, data: dict[str, Any]) -> RaglineConfig:
+        """The configuration an index kept (`stored_json`), run knobs left at their defaults."""
+        data = {section: ({k: v for k, v in values.items() if k not in RUN_KNOBS[section]}
+                          if section in RUN_KNOBS and isinstance(values, dict) else values)
+                for section, values in data.items()}
+        return parse_config(data)
 
     def fingerprint(self, *sections: str) -> str:
         """A short stable hash of the given sections (all when none given)."""

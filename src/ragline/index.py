@@ -14,7 +14,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from filelock import FileLock, Timeout
 
-from ragline.config import RaglineConfig, parse_config
+from ragline.config import RaglineConfig
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, IndexDamaged, IndexLocked
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
@@ -94,7 +94,8 @@ class Index:
         if self._store is None and (self.path / "ragline.sqlite").exists():
             self._open(create=False)
         stored = self._store.get_meta("config") if self._store is not None else None
-        self._given_config = parse_config(json.loads(stored)) if stored else RaglineConfig()
+        self._given_config = (RaglineConfig.from_stored(json.loads(stored)) if stored
+                              else RaglineConfig())
         return self._given_config
 
     @property
@@ -150,7 +151,7 @@ class Index:
         store.raise_if_damaged(quick=True)  # an "unchanged" ingest must not hide a broken file
         config = self.config
         self._check_embedder(store)
-        store.set_meta("config", config.model_dump_json())
+        store.set_meta("config", config.stored_json())
         store.set_meta("embedder", self.embedder.model_id)
         c = config.chunking
         return Ingestor(
@@ -182,17 +183,9 @@ class Index:
         path_prefix: str | None = None,
     ) -> list[Hit]:
         """Search the index; unset arguments take the configured defaults."""
-        defaults = self.config.search
-        params = SearchParams(
-            mode=RetrievalMode(mode) if mode is not None else defaults.mode,
-            k=k if k is not None else defaults.k,
-            fusion=FusionMethod(fusion) if fusion is not None else defaults.fusion,
-            rrf_k=rrf_k if rrf_k is not None else defaults.rrf_k,
-            alpha=alpha if alpha is not None else defaults.alpha,
-            depth=depth if depth is not None else defaults.depth,
-            where=dict(where or {}),
-            path_prefix=path_prefix,
-        )
+        params = SearchParams.from_settings(
+            self.config.search, mode=mode, k=k, fusion=fusion, rrf_k=rrf_k, alpha=alpha,
+            depth=depth, where=dict(where or {}), path_prefix=path_prefix)
         return search(query, params, self._derived_index(), self._open(create=False),
                       self.embedder)
 

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, get_args
 
+from ragline.config import EmbedderSettings
 from ragline.embed.base import Embedder
 from ragline.embed.cache import CachedEmbedder, EmbeddingCache
 from ragline.errors import ConfigError
@@ -15,35 +15,28 @@ Provider = Literal["onnx", "openai-compatible"]
 PROVIDERS: tuple[str, ...] = get_args(Provider)
 
 
-@dataclass(frozen=True)
-class EmbedderConfig:
-    """Which embedder to use.
+# The typed `[embedder]` settings are what the factory takes: one declaration of each field and
+# default (`config.EmbedderSettings`). `EmbedderConfig` is the name this module used to give a
+# copy of them; it stays as an alias for code that imported it.
+EmbedderConfig = EmbedderSettings
+
+
+def build_embedder(config: EmbedderSettings, *, cache_path: Path | None = None) -> Embedder:
+    """The configured embedder, wrapped in a CachedEmbedder (at `cache_path`, else the default
+    cache) when `config.cache` is true.
 
     For "onnx", `model` is an optional path to another ONNX export of all-MiniLM-L6-v2 (the
     packaged int8 model otherwise). For "openai-compatible", `model` and `base_url` are required
     and the API key is read from the environment variable named by `api_key_env` (unset is fine
     for local servers).
     """
-
-    provider: Provider = "onnx"
-    model: str | None = None
-    base_url: str | None = None
-    api_key_env: str = "OPENAI_API_KEY"
-    threads: int | None = None
-    batch_size: int = 32
-    cache: bool = True
-    cache_path: Path | None = None
-
-
-def build_embedder(config: EmbedderConfig) -> Embedder:
-    """The configured embedder, wrapped in a CachedEmbedder when `config.cache` is true."""
     inner = build_inner(config)
     if not config.cache:
         return inner
-    return CachedEmbedder(inner, EmbeddingCache(config.cache_path))
+    return CachedEmbedder(inner, EmbeddingCache(cache_path))
 
 
-def build_inner(config: EmbedderConfig) -> Embedder:
+def build_inner(config: EmbedderSettings) -> Embedder:
     """The configured embedder without a cache."""
     if config.provider == "onnx":
         from ragline.embed.onnx import OnnxEmbedder  # onnxruntime loads on first use

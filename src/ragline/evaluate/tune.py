@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ragline.config import RaglineConfig
+from ragline.config import RaglineConfig, SearchSettings
 from ragline.evaluate.datasets import RetrievalDataset
 from ragline.evaluate.metrics import DEFAULT_MEASURES, evaluate_run, latency_summary
 from ragline.evaluate.retrieval import Say, index_for
@@ -124,10 +124,9 @@ def _ranked_run(
     # points cut each list at their own depth, as search does.
     depth = point.depth if point.mode is RetrievalMode.HYBRID else None
     cut = {name: rows[:depth] for name, rows in lists.items() if name in wanted}
-    params = SearchParams(mode=point.mode, k=max(1, sum(len(rows) for rows in cut.values())),
-                          fusion=point.fusion or FusionMethod.MINMAX, rrf_k=point.rrf_k or 60,
-                          alpha=point.alpha if point.alpha is not None else 0.5,
-                          depth=point.depth or 200)
+    params = SearchParams.from_settings(  # knobs a point leaves unset take the `[search]` defaults
+        SearchSettings(), mode=point.mode, k=max(1, sum(len(rows) for rows in cut.values())),
+        fusion=point.fusion, rrf_k=point.rrf_k, alpha=point.alpha, depth=point.depth)
     ranked: list[str] = []
     seen: set[str] = set()
     for row, _score in fuse(cut, params):

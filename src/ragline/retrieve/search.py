@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
+from ragline.config import SearchSettings
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, EmptyQuery
 from ragline.retrieve.fusion import (
@@ -23,17 +25,32 @@ from ragline.store.keyword import Scores
 from ragline.store.sqlite import SQLiteStore
 from ragline.types import FusionMethod, Hit, RetrievalMode
 
+_DEFAULTS = SearchSettings()  # the defaults live in one place: config.SearchSettings
+_KNOBS = ("mode", "k", "fusion", "rrf_k", "alpha", "depth")
+
 
 @dataclass(frozen=True, slots=True)
 class SearchParams:
-    mode: RetrievalMode = RetrievalMode.HYBRID
-    k: int = 10
-    fusion: FusionMethod = FusionMethod.MINMAX
-    rrf_k: int = 60
-    alpha: float = 0.4
-    depth: int = 200
+    """One search's knobs: the `[search]` settings (defaults from `SearchSettings`) plus the
+    call's filters."""
+
+    mode: RetrievalMode = _DEFAULTS.mode
+    k: int = _DEFAULTS.k
+    fusion: FusionMethod = _DEFAULTS.fusion
+    rrf_k: int = _DEFAULTS.rrf_k
+    alpha: float = _DEFAULTS.alpha
+    depth: int = _DEFAULTS.depth
     where: dict[str, str | Sequence[str]] = field(default_factory=dict)
     path_prefix: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: SearchSettings, **overrides: Any) -> SearchParams:
+        """`settings`, with every override that is not None in its place."""
+        values: dict[str, Any] = {name: getattr(settings, name) for name in _KNOBS}
+        values.update({name: value for name, value in overrides.items() if value is not None})
+        values["mode"] = RetrievalMode(values["mode"])
+        values["fusion"] = FusionMethod(values["fusion"])
+        return cls(**values)
 
     def __post_init__(self) -> None:
         problems = [f"{name} must be {rule} (got {value!r})" for name, value, ok, rule in (
