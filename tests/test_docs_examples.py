@@ -32,3 +32,17 @@ def test_llm_structured_example_returns_a_validated_object() -> None:
     module = runpy.run_path(str(ROOT / "docs_src" / "llm_structured.py"))
     city = module["main"]("local")
     assert city.name and city.country
+
+
+def test_readme_configuration_example_is_a_valid_config() -> None:
+    import re
+    import tomllib
+
+    from ragline.config import parse_config
+
+    readme = (ROOT / "README.md").read_text()
+    section = readme.split("## Configuration", 1)[1]
+    block = re.search(r"```toml\n(.*?)```", section, re.S)
+    assert block is not None
+    config = parse_config(tomllib.loads(block.group(1)))
+    assert config.store.backend == "postgres" and config.store.schema_name == "ragline"

@@ -86,10 +86,31 @@ class SearchSettings(_Section):
     k: int = Field(10, gt=0)
 
 
-# Knobs of one run (how fast, not what comes out): never stored in an index, and dropped when
-# an index written before this rule holds them, so a thread count chosen for one ingest does not
-# follow the index to another machine.
-RUN_KNOBS: dict[str, set[str]] = {"embedder": {"threads", "batch_size"}}
+class StoreSettings(_Section):
+    """Where the index's database lives: the embedded SQLite file in the index folder, or a
+    PostgreSQL + pgvector server (`ragline[postgres]`). The index folder still holds the
+    search files built from it. The password is read from the environment variable named by
+    `password_env` (or libpq's PGPASSWORD / ~/.pgpass), never from this file."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+    backend: Literal["sqlite", "postgres"] = "sqlite"
+    dsn: str | None = Field(None, description="e.g. postgresql://ragline@127.0.0.1:5432/ragline")
+    schema_name: str = Field("ragline", alias="schema", description="one index per schema")
+    password_env: str = "RAGLINE_PG_PASSWORD"
+
+    @model_validator(mode="after")
+    def _postgres_needs_a_dsn(self) -> StoreSettings:
+        if self.backend == "postgres" and not self.dsn:
+            raise ValueError('backend "postgres" needs dsn = "postgresql://USER@HOST:PORT/DB"')
+        return self
+
+
+# Knobs of one run (how fast, not what comes out) and the store's location: never stored in an
+# index, and dropped when an index written before this rule holds them, so a thread count
+# chosen for one ingest does not follow the index to another machine, and a DSN is not copied
+# into the database it names.
+RUN_KNOBS: dict[str, Any] = {"embedder": {"threads", "batch_size"}, "store": True}
 
 
 class RaglineConfig(_Section):
@@ -98,6 +119,7 @@ class RaglineConfig(_Section):
     bm25: BM25Settings = BM25Settings()
     search: SearchSettings = SearchSettings()
     llm: LLMConfig = LLMConfig()
+    store: StoreSettings = StoreSettings()
     max_file_bytes: int = Field(50 * 2**20, gt=0)
     decode_errors: Literal["strict", "replace"] = Field(
         "strict", description="a text file that is not valid UTF-8: fail it, or load it with "
@@ -111,10 +133,14 @@ class RaglineConfig(_Section):
     @classmethod
     def from_stored(cls, data: dict[str, Any]) -> RaglineConfig:
         """The configuration an index kept (`stored_json`), run knobs left at their defaults."""
-        data = {section: ({k: v for k, v in values.items() if k not in RUN_KNOBS[section]}
-                          if section in RUN_KNOBS and isinstance(values, dict) else values)
-                for section, values in data.items()}
-        return parse_config(data)
+        kept: dict[str, Any] = {}
+        for section, values in data.items():
+            drop = RUN_KNOBS.get(section)
+            if drop is True:
+                continue
+            kept[section] = ({k: v for k, v in values.items() if k not in drop}
+                             if drop and isinstance(values, dict) else values)
+        return parse_config(kept)
 
     def fingerprint(self, *sections: str) -> str:
         """A short stable hash of the given sections (all when none given)."""

@@ -65,3 +65,7 @@ class DatasetError(RaglineError):
 
 class IndexDamaged(RaglineError):
     """The index database is damaged (not merely stale): `ragline doctor` checks and repairs it."""
+
+
+class StoreUnavailable(RaglineError):
+    """The index's database server cannot be reached or refused the login."""

@@ -14,14 +14,15 @@ from typing import Any, ParamSpec, TypeVar
 
 from filelock import FileLock, Timeout
 
-from ragline.config import RaglineConfig
+from ragline.config import RaglineConfig, StoreSettings
 from ragline.embed.base import Embedder
-from ragline.errors import ConfigError, IndexDamaged, IndexLocked
+from ragline.errors import ConfigError, IndexDamaged, IndexLocked, StoreUnavailable
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.search import SearchParams, candidate_lists, search
+from ragline.store.base import Store
 from ragline.store.derived import DerivedIndex, load_or_build
 from ragline.store.keyword import BM25Config
-from ragline.store.sqlite import SQLiteStore, damage_message, is_damage
+from ragline.store.sqlite import DB_NAME, SQLiteStore, damage_message, is_damage
 from ragline.types import Chunk, Document, FusionMethod, Hit, RetrievalMode
 
 DEFAULT_INDEX = Path(".ragline")
@@ -43,6 +44,17 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
             index = args[0]
             assert isinstance(index, Index)
             raise IndexDamaged(damage_message(index.path, exc)) from exc
+        except Exception as exc:
+            if not type(exc).__module__.startswith("psycopg"):
+                raise
+            # The server went away or refused mid-call: what was committed stays, and an ingest
+            # run again resumes from there (each document is one transaction).
+            index = args[0]
+            assert isinstance(index, Index)
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise StoreUnavailable(
+                f"PostgreSQL at {index.store_location()} failed: {detail}; check the server, "
+                "then run the command again (an ingest resumes where it stopped)") from None
 
     return wrapper
 
@@ -64,15 +76,38 @@ class Index:
         self.path = Path(path)
         self._given_config = config
         self._embedder = embedder
-        self._store: SQLiteStore | None = None
+        self._store: Store | None = None
         self._derived: DerivedIndex | None = None
         self._row_docs: list[str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
-    def _open(self, *, create: bool) -> SQLiteStore:
+    def _store_settings(self) -> StoreSettings:
+        # The backend must be known before the store is opened, so it comes from the given
+        # configuration (an index on PostgreSQL is always opened with its `[store]` table).
+        return self._given_config.store if self._given_config is not None else StoreSettings()
+
+    def store_location(self) -> str:
+        """Where the index's database is, for messages (never a password)."""
+        settings = self._store_settings()
+        if settings.backend == "postgres":
+            from ragline.store.postgres import describe_dsn
+
+            return f"{describe_dsn(settings.dsn or '')} (schema {settings.schema_name})"
+        return str(self.path / DB_NAME)
+
+    def _open(self, *, create: bool) -> Store:
         if self._store is None:
-            self._store = SQLiteStore(self.path, create=create)
+            settings = self._store_settings()
+            if settings.backend == "postgres":
+                from ragline.store.postgres import PostgresStore
+
+                assert settings.dsn is not None  # StoreSettings requires it for postgres
+                self._store = PostgresStore(
+                    settings.dsn, schema=settings.schema_name, password_env=settings.password_env,
+                    dim=self.embedder.dim, create=create)
+            else:
+                self._store = SQLiteStore(self.path, create=create)
         return self._store
 
     def close(self) -> None:
@@ -91,7 +126,7 @@ class Index:
     def config(self) -> RaglineConfig:
         if self._given_config is not None:
             return self._given_config
-        if self._store is None and (self.path / "ragline.sqlite").exists():
+        if self._store is None and (self.path / DB_NAME).exists():
             self._open(create=False)
         stored = self._store.get_meta("config") if self._store is not None else None
         self._given_config = (RaglineConfig.from_stored(json.loads(stored)) if stored
@@ -236,7 +271,7 @@ class Index:
             self._row_docs = [by_rowid.get(int(r), "") for r in derived.rowids]
         return self._row_docs
 
-    def _check_embedder(self, store: SQLiteStore) -> None:
+    def _check_embedder(self, store: Store) -> None:
         """Query vectors must come from the model that embedded the chunks."""
         built_with = store.get_meta("embedder")
         if built_with is not None and built_with != self.embedder.model_id and store.count_chunks():
@@ -254,7 +289,7 @@ class Index:
             self._row_docs = None
             b = self.config.bm25
             self._derived = load_or_build(
-                store, dim=self.embedder.dim,
+                store, self.path, dim=self.embedder.dim,
                 bm25=BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords, stemmer=b.stemmer),
             )
         return self._derived

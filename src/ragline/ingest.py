@@ -22,7 +22,7 @@ from ragline.documents.chunking import ChunkingConfig, ChunkStrategy, chunk_docu
 from ragline.documents.loaders import DecodeErrors, iter_files, stream_file
 from ragline.embed.base import Embedder
 from ragline.errors import DocumentError, RaglineError
-from ragline.store.sqlite import FileState, SQLiteStore
+from ragline.store.base import FileState, Store
 from ragline.types import Chunk, Document
 
 BATCH_CHUNKS = 256
@@ -91,7 +91,7 @@ class Ingestor:
 
     def __init__(
         self,
-        store: SQLiteStore,
+        store: Store,
         embedder: Embedder,
         chunking: ChunkingConfig,
         *,

@@ -20,9 +20,9 @@ from ragline.retrieve.fusion import (
     reciprocal_rank_fusion,
     top,
 )
+from ragline.store.base import Store
 from ragline.store.derived import DerivedIndex
 from ragline.store.keyword import Scores
-from ragline.store.sqlite import SQLiteStore
 from ragline.types import FusionMethod, Hit, RetrievalMode
 
 _DEFAULTS = SearchSettings()  # the defaults live in one place: config.SearchSettings
@@ -72,7 +72,7 @@ def search(
     query: str,
     params: SearchParams,
     derived: DerivedIndex,
-    store: SQLiteStore,
+    store: Store,
     embedder: Embedder,
 ) -> list[Hit]:
     """Rank the index's chunks for `query`; each hit records every retriever's rank."""
@@ -84,7 +84,7 @@ def candidate_lists(
     query: str,
     params: SearchParams,
     derived: DerivedIndex,
-    store: SQLiteStore,
+    store: Store,
     embedder: Embedder,
 ) -> dict[str, list[tuple[int, float]]]:
     """Each retriever's ranked (row, score) candidates, before fusion."""
@@ -101,7 +101,7 @@ def _candidates(
     query: str,
     params: SearchParams,
     derived: DerivedIndex,
-    store: SQLiteStore,
+    store: Store,
     embedder: Embedder,
 ) -> dict[str, Ranked]:
     if not query or not query.strip():
@@ -133,7 +133,7 @@ def _fuse(lists: dict[str, Ranked], params: SearchParams) -> Ranked:
 
 
 def _filter_mask(
-    derived: DerivedIndex, store: SQLiteStore, params: SearchParams
+    derived: DerivedIndex, store: Store, params: SearchParams
 ) -> npt.NDArray[np.bool_] | None:
     if not params.where and params.path_prefix is None:
         return None
@@ -158,7 +158,7 @@ def _top_rows(
 
 
 def _to_hits(
-    ranked: Ranked, lists: dict[str, Ranked], derived: DerivedIndex, store: SQLiteStore
+    ranked: Ranked, lists: dict[str, Ranked], derived: DerivedIndex, store: Store
 ) -> list[Hit]:
     """Hits for the fused top-k only: k chunks fetched, each retriever's rank looked up."""
     rows, scores = ranked

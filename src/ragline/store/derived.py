@@ -27,8 +27,8 @@ import numpy as np
 import numpy.typing as npt
 from filelock import FileLock
 
+from ragline.store.base import Store
 from ragline.store.keyword import BM25Config, BM25Index, Scores
-from ragline.store.sqlite import SQLiteStore
 
 BLAS_THREADS_ENV = "RAGLINE_BLAS_THREADS"
 
@@ -103,30 +103,30 @@ def _folder(index_dir: Path, generation: int) -> Path:
     return index_dir / "derived" / f"g{generation}"
 
 
-def load_or_build(store: SQLiteStore, *, dim: int, bm25: BM25Config) -> DerivedIndex:
-    """The derived index for the store's current generation, building it if missing, stale or
-    damaged."""
+def load_or_build(store: Store, index_dir: Path, *, dim: int, bm25: BM25Config) -> DerivedIndex:
+    """The derived index for the store's current generation, kept in `index_dir`/derived and
+    built from the store if missing, stale or damaged."""
     generation = store.generation
-    folder = _folder(store.index_dir, generation)
+    folder = _folder(index_dir, generation)
     try:
         if _is_current(folder, bm25, dim):
             return _load(folder, generation)
     except DerivedDamaged:
         pass  # said and repaired under the lock below, where a concurrent rebuild is visible
-    (store.index_dir / "derived").mkdir(parents=True, exist_ok=True)
-    with FileLock(str(store.index_dir / "derived" / "build.lock"), timeout=600):
+    (index_dir / "derived").mkdir(parents=True, exist_ok=True)
+    with FileLock(str(index_dir / "derived" / "build.lock"), timeout=600):
         with store.chunk_snapshot(dim) as (generation, rowids, matrix, texts):
-            folder = _folder(store.index_dir, generation)
+            folder = _folder(index_dir, generation)
             try:
                 if _is_current(folder, bm25, dim):
                     loaded = _load(folder, generation)
-                    _remove_stale(store.index_dir, keep=generation)
+                    _remove_stale(index_dir, keep=generation)
                     return loaded
             except DerivedDamaged as exc:
-                log.warning("the search files in %s are damaged (%s); rebuilding them from %s",
-                            folder, exc, store.path.name)
+                log.warning("the search files in %s are damaged (%s); rebuilding them from the "
+                            "index database", folder, exc)
             _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
-        _remove_stale(store.index_dir, keep=generation)
+        _remove_stale(index_dir, keep=generation)
         return _load(folder, generation)
 
 

@@ -13,14 +13,20 @@ import sqlite3
 import time
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import numpy.typing as npt
 
 from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
+from ragline.store.base import (
+    FILTER_COLUMNS,
+    FileState,
+    Matrix,
+    Snapshot,
+    StoredChunk,
+    record_file_of,
+)
 from ragline.types import Chunk, DocType, Document, Heading
 
 SCHEMA_VERSION = 2  # 2: chunks.pages
@@ -71,29 +77,9 @@ CREATE TABLE IF NOT EXISTS failures (
 );
 """
 
-Matrix = npt.NDArray[np.float32]
-
-
-@dataclass(frozen=True, slots=True)
-class FileState:
-    size: int
-    mtime_ns: int
-    settings: str
-    doc_ids: tuple[str, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StoredChunk:
-    """A chunk with its document's display fields, as a search hit needs them."""
-
-    chunk: Chunk
-    doc_title: str
-    doc_type: str
-    source_path: str | None
-
-
 class SQLiteStore:
-    """The index database. Readers never block writers (WAL); one writer at a time."""
+    """The embedded index database (a `store.base.Store`). Readers never block writers (WAL);
+    one writer at a time."""
 
     def __init__(self, index_dir: Path, *, create: bool = False) -> None:
         self.index_dir = index_dir
@@ -315,11 +301,7 @@ class SQLiteStore:
         its file)."""
         rows = self._conn.execute(
             "SELECT path FROM failures WHERE substr(path, 1, ?) = ?", (len(prefix), prefix))
-        out = set()
-        for (path,) in rows:
-            head, _, line = str(path).rpartition(":")
-            out.add(head if line.isdigit() and head else str(path))
-        return out
+        return {record_file_of(str(path)) for (path,) in rows}
 
     def files_under(self, prefix: str) -> list[str]:
         """Recorded file paths at or under `prefix` (an absolute path)."""
@@ -394,7 +376,7 @@ class SQLiteStore:
     @contextmanager
     def chunk_snapshot(
         self, dim: int
-    ) -> Iterator[tuple[int, npt.NDArray[np.int64], Matrix, Iterator[str]]]:
+    ) -> Iterator[Snapshot]:
         """(generation, rowids, [n, dim] embeddings, texts in rowid order) of every chunk, all
         read in one transaction that stays open while the block runs.
 
@@ -428,9 +410,9 @@ class SQLiteStore:
         for key, value in where.items():
             values = [value] if isinstance(value, str) else list(value)
             marks = ",".join("?" * len(values))
-            column = _FILTER_COLUMNS.get(key)
+            column = FILTER_COLUMNS.get(key)
             if column is not None:
-                clauses.append(f"{column} IN ({marks})")
+                clauses.append(f"d.{column} IN ({marks})")
             else:
                 clauses.append(f"CAST(json_extract(d.metadata, ?) AS TEXT) IN ({marks})")
                 params.append(f"$.{json.dumps(key)}")
@@ -478,10 +460,3 @@ def _clear_failures(conn: sqlite3.Connection, path: str) -> None:
     conn.execute("DELETE FROM failures WHERE path = ? OR substr(path, 1, ?) = ?",
                  (path, len(path) + 1, path + ":"))
 
-
-_FILTER_COLUMNS = {
-    "type": "d.doc_type",
-    "doc_type": "d.doc_type",
-    "doc_id": "d.id",
-    "title": "d.title",
-}
