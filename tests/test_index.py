@@ -373,3 +373,17 @@ def test_an_index_that_stored_run_knobs_before_is_read_without_them() -> None:
     old = RaglineConfig.model_validate({"embedder": {"threads": 1, "batch_size": 4}})
     config = RaglineConfig.from_stored(json.loads(old.model_dump_json()))
     assert (config.embedder.threads, config.embedder.batch_size) == (None, 32)
+
+
+def test_search_files_of_a_replaced_database_are_not_reused(
+    tmp_path: Path, embedder: Embedder
+) -> None:
+    first = write_corpus(tmp_path / "a", {"one.md": "Mars is the fourth planet from the Sun."})
+    second = write_corpus(tmp_path / "b", {"one.md": "Risotto needs arborio rice and stock."})
+    with Index(tmp_path / "index", embedder=embedder) as index:
+        index.ingest(first)
+        assert "Mars" in index.search("planet", k=1)[0].chunk.text
+    (tmp_path / "index" / "ragline.sqlite").unlink()  # derived/g1 stays behind
+    with Index(tmp_path / "index", embedder=embedder) as index:
+        index.ingest(second)  # a new database, at the same generation
+        assert "Risotto" in index.search("rice", k=1)[0].chunk.text

@@ -225,6 +225,13 @@ def test_meta_round_trips_and_a_newer_schema_is_refused(open_store: OpenStore) -
         open_store(create=False)
 
 
+def test_a_store_keeps_its_id_across_opens(open_store: OpenStore) -> None:
+    store = open_store()
+    name = store.store_id
+    store.close()
+    assert open_store(create=False).store_id == name and len(name) >= 16
+
+
 def test_opening_an_index_that_does_not_exist_says_so(open_store: OpenStore) -> None:
     with pytest.raises(IndexNotFound):
         open_store(create=False)

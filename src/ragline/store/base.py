@@ -68,6 +68,12 @@ class Store(Protocol):
     @property
     def generation(self) -> int: ...
 
+    @property
+    def store_id(self) -> str:
+        """Names this database (not its location): search files built from another database
+        that reached the same generation are never mistaken for its own."""
+        ...
+
     # writes
     def write_documents(
         self,

@@ -106,10 +106,10 @@ def _folder(index_dir: Path, generation: int) -> Path:
 def load_or_build(store: Store, index_dir: Path, *, dim: int, bm25: BM25Config) -> DerivedIndex:
     """The derived index for the store's current generation, kept in `index_dir`/derived and
     built from the store if missing, stale or damaged."""
-    generation = store.generation
+    generation, source = store.generation, store.store_id
     folder = _folder(index_dir, generation)
     try:
-        if _is_current(folder, bm25, dim):
+        if _is_current(folder, bm25, dim, source):
             return _load(folder, generation)
     except DerivedDamaged:
         pass  # said and repaired under the lock below, where a concurrent rebuild is visible
@@ -118,14 +118,14 @@ def load_or_build(store: Store, index_dir: Path, *, dim: int, bm25: BM25Config) 
         with store.chunk_snapshot(dim) as (generation, rowids, matrix, texts):
             folder = _folder(index_dir, generation)
             try:
-                if _is_current(folder, bm25, dim):
+                if _is_current(folder, bm25, dim, source):
                     loaded = _load(folder, generation)
                     _remove_stale(index_dir, keep=generation)
                     return loaded
             except DerivedDamaged as exc:
                 log.warning("the search files in %s are damaged (%s); rebuilding them from the "
                             "index database", folder, exc)
-            _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25)
+            _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25, source=source)
         _remove_stale(index_dir, keep=generation)
         return _load(folder, generation)
 
@@ -160,12 +160,14 @@ def _read_info(folder: Path) -> dict[str, object] | None:
     return info
 
 
-def _is_current(folder: Path, bm25: BM25Config, dim: int) -> bool:
-    """True if the folder holds an index of these settings (its files are checked on load)."""
+def _is_current(folder: Path, bm25: BM25Config, dim: int, source: str) -> bool:
+    """True if the folder holds an index of these settings, built from this database (its
+    files are checked on load). A folder from before store ids is rebuilt once."""
     info = _read_info(folder)
     if info is None or info.get("version") != INFO_VERSION:
         return False  # absent, or from before checksums: rebuilt quietly, nothing is wrong
-    return bool(info.get("bm25") == asdict(bm25) and info.get("dim") == dim)
+    return bool(info.get("bm25") == asdict(bm25) and info.get("dim") == dim
+                and info.get("store") == source)
 
 
 def _crc32(path: Path) -> str:
@@ -209,6 +211,7 @@ def _build(
     *,
     dim: int,
     bm25: BM25Config,
+    source: str,
 ) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
@@ -218,7 +221,7 @@ def _build(
             BM25Index.build(texts, bm25).save(tmp / "bm25")
         (tmp / "info.json").write_text(json.dumps({
             "version": INFO_VERSION, "rows": len(rowids), "dim": dim, "bm25": asdict(bm25),
-            "files": _manifest(tmp),
+            "store": source, "files": _manifest(tmp),
         }))
         if folder.exists():  # a half-built or other-settings folder of this generation
             stale = folder.with_name(f".stale-{folder.name}-{os.getpid()}")

@@ -20,6 +20,7 @@ import json
 import os
 import re
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -185,7 +186,8 @@ class PostgresStore:
                     self._conn.execute(statement)
             self._conn.execute(
                 f"INSERT INTO {self.schema}.meta(key, value) VALUES ('schema_version', %s),"
-                " ('generation', '0'), ('dim', %s)", (str(SCHEMA_VERSION), str(dim)))
+                " ('generation', '0'), ('dim', %s), ('store_id', %s)",
+                (str(SCHEMA_VERSION), str(dim), uuid.uuid4().hex))
 
     @contextmanager
     def _write(self) -> Iterator[Any]:
@@ -217,6 +219,10 @@ class PostgresStore:
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    @property
+    def store_id(self) -> str:
+        return self.get_meta("store_id") or f"postgres:{self.dsn_text}/{self.schema}"
 
     # -- writes -----------------------------------------------------------------------------
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
+import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -136,6 +137,8 @@ class SQLiteStore:
                 (str(SCHEMA_VERSION),),
             )
             conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('generation', '0')")
+            conn.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)",
+                         (uuid.uuid4().hex,))
 
     def _migrate_to_pages(self) -> None:
         """Version 1 -> 2: chunks learn their pages, computed from each PDF's page offsets."""
@@ -203,6 +206,11 @@ class SQLiteStore:
     @property
     def generation(self) -> int:
         return int(self.get_meta("generation") or 0)
+
+    @property
+    def store_id(self) -> str:
+        # Indexes created before store ids are named by their file's path.
+        return self.get_meta("store_id") or f"sqlite:{self.path.resolve()}"
 
     @staticmethod
     def _bump(conn: sqlite3.Connection) -> None:
