@@ -7,6 +7,7 @@ incrementally, every query is searched and timed, and per-query metrics go to th
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -56,9 +57,17 @@ def load_dataset(path: Path, split: str = "test") -> RetrievalDataset:
 def index_for(dataset: RetrievalDataset, config: RaglineConfig, *, cache_queries: bool = False,
               root: Path | None = None) -> Index:
     """The index a configuration is evaluated on; shared by configs with equal ingest settings."""
-    folder = (root or ragline_home() / "eval-index") / (
-        f"{dataset.name}-{config.fingerprint('chunking', 'embedder')}"
-    )
+    fingerprint = config.fingerprint('chunking', 'embedder')
+    name = f"{dataset.name}-{fingerprint}"
+    if config.store.backend != "sqlite":
+        # A schema of its own per dataset and ingest settings (as the folder is for SQLite), and
+        # search files of its own: one evaluation never adds documents to another's index.
+        schema = re.sub(r"[^a-z0-9_]", "_", f"{config.store.schema_name}_{dataset.name}_"
+                        f"{fingerprint[:8]}".lower())[:63]
+        config = config.model_copy(update={"store": config.store.model_copy(
+            update={"schema_name": schema})})
+        name += f"-{config.store.backend}-{schema}"
+    folder = (root or ragline_home() / "eval-index") / name
     # Query embeddings are timed as part of search latency, so by default they are not cached.
     return Index(folder, config, embedder=config.embedder.build(cache_queries=cache_queries))
 
