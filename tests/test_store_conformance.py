@@ -387,3 +387,47 @@ def test_postgres_index_refuses_another_embedder_dimension(
 
     with pytest.raises(ConfigError, match=r"384-dimensional.*768"):
         Index(tmp_path / "index", config, embedder=Wider(threads=1)).search("topic")
+
+
+def test_postgres_connection_dropped_mid_ingest_resumes_with_nothing_lost_or_doubled(
+        tmp_path: Path, embedder: Any, request: pytest.FixtureRequest,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    import psycopg
+
+    from ragline import Index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(6):
+        (corpus / f"note{i}.md").write_text(f"# Note {i}\n\nThe note number {i} is about topic "
+                                            f"{i * 7}, and nothing else.\n")
+    monkeypatch.setattr("ragline.ingest.BATCH_CHUNKS", 1)  # one transaction per document
+    config = _index_config("postgres", request)
+    dsn = request.getfixturevalue("pg_dsn")
+
+    class Dropping:
+        """The real embedder; on its third call the server ends every ragline connection."""
+
+        def __init__(self, inner: Any) -> None:
+            self.inner, self.calls = inner, 0
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(self.inner, name)
+
+        def embed(self, texts: Any, **kwargs: Any) -> Any:
+            self.calls += 1
+            if self.calls == 3:
+                with psycopg.connect(dsn, autocommit=True,
+                                     password=os.environ.get("RAGLINE_PG_PASSWORD")) as admin:
+                    admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                  "WHERE usename = current_user AND pid <> pg_backend_pid()")
+            return self.inner.embed(texts, **kwargs)
+
+    with (Index(tmp_path / "index", config, embedder=Dropping(embedder)) as index,
+          pytest.raises(StoreUnavailable)):
+        index.ingest(corpus)
+    with Index(tmp_path / "index", config, embedder=embedder) as index:
+        resumed = index.ingest(corpus)
+        assert resumed.added + resumed.unchanged == 6 and 1 <= resumed.unchanged <= 3
+        assert index.count_chunks() == 6  # one chunk a note: none lost, none doubled
+        assert index.search("topic 35", k=1)[0].chunk.doc_id == "corpus/note5.md"

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import sqlite3
+import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
@@ -45,7 +46,9 @@ def _guarded(method: Callable[_P, _R]) -> Callable[_P, _R]:
             assert isinstance(index, Index)
             raise IndexDamaged(damage_message(index.path, exc)) from exc
         except Exception as exc:
-            if not type(exc).__module__.startswith("psycopg"):
+            psycopg = sys.modules.get("psycopg")  # loaded only when a postgres store is open
+            if psycopg is None or not isinstance(exc, psycopg.OperationalError
+                                                 | psycopg.InterfaceError):
                 raise
             # The server went away or refused mid-call: what was committed stays, and an ingest
             # run again resumes from there (each document is one transaction).

@@ -19,15 +19,15 @@ The contract, whatever the backend:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 import numpy.typing as npt
 
-from ragline.types import Chunk, Document
+from ragline.types import Chunk, DocType, Document, Heading
 
 Matrix = npt.NDArray[np.float32]
 
@@ -51,6 +51,29 @@ class StoredChunk:
 
 
 Snapshot = tuple[int, npt.NDArray[np.int64], Matrix, Iterator[str]]
+
+# The columns both backends select, in this order, to build documents and chunks; JSON fields
+# come back as text from SQLite and already decoded from PostgreSQL (`decode` says which).
+DOCUMENT_COLUMNS = ("id, text, doc_type, content_hash, title, source_path, modified, headings,"
+                    " metadata")
+Decode = Callable[[Any], Any]
+
+
+def document_from_row(row: Sequence[Any], decode: Decode) -> Document:
+    return Document(
+        id=row[0], text=row[1], doc_type=DocType(row[2]), content_hash=row[3], title=row[4],
+        source_path=row[5], modified=row[6],
+        headings=tuple(Heading(int(s), int(lv), str(t)) for s, lv, t in decode(row[7])),
+        metadata=decode(row[8]))
+
+
+def stored_chunk_from_row(row: Sequence[Any], decode: Decode) -> StoredChunk:
+    """From (id, doc_id, ordinal, start, end, text, heading_path, token_count, doc title,
+    doc type, source path, pages)."""
+    chunk = Chunk(id=row[0], doc_id=row[1], ordinal=int(row[2]), text=row[5],
+                  start=int(row[3]), end=int(row[4]), heading_path=tuple(decode(row[6])),
+                  token_count=int(row[7]), pages=tuple(decode(row[11])))
+    return StoredChunk(chunk, doc_title=row[8], doc_type=row[9], source_path=row[10])
 
 
 class Store(Protocol):

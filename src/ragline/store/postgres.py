@@ -30,14 +30,17 @@ import numpy.typing as npt
 
 from ragline.errors import ConfigError, IndexNotFound, IndexVersionError, StoreUnavailable
 from ragline.store.base import (
+    DOCUMENT_COLUMNS,
     FILTER_COLUMNS,
     FileState,
     Matrix,
     Snapshot,
     StoredChunk,
+    document_from_row,
     record_file_of,
+    stored_chunk_from_row,
 )
-from ragline.types import Chunk, DocType, Document, Heading
+from ragline.types import Chunk, Document
 
 SCHEMA_VERSION = 1
 PASSWORD_ENV = "RAGLINE_PG_PASSWORD"
@@ -344,25 +347,16 @@ class PostgresStore:
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self._conn.execute(
-            "SELECT id, text, doc_type, content_hash, title, source_path, modified, headings,"
-            f" metadata FROM {self.schema}.documents WHERE id = %s", (doc_id,)).fetchone()
-        if row is None:
-            return None
-        return Document(
-            id=row[0], text=row[1], doc_type=DocType(row[2]), content_hash=row[3], title=row[4],
-            source_path=row[5], modified=row[6],
-            headings=tuple(Heading(int(s), int(lv), str(t)) for s, lv, t in row[7]),
-            metadata=row[8])
+            f"SELECT {DOCUMENT_COLUMNS} FROM {self.schema}.documents WHERE id = %s",
+            (doc_id,)).fetchone()
+        return None if row is None else document_from_row(row, _decoded)
 
     _CHUNK_COLUMNS = ("c.id, c.doc_id, c.ordinal, c.start_offset, c.end_offset, c.text,"
                       " c.heading_path, c.token_count, d.title, d.doc_type, d.source_path, c.pages")
 
     @staticmethod
     def _stored_chunk(row: Sequence[Any]) -> StoredChunk:
-        chunk = Chunk(id=row[0], doc_id=row[1], ordinal=int(row[2]), text=row[5],
-                      start=int(row[3]), end=int(row[4]), heading_path=tuple(row[6]),
-                      token_count=int(row[7]), pages=tuple(row[11]))
-        return StoredChunk(chunk, doc_title=row[8], doc_type=row[9], source_path=row[10])
+        return stored_chunk_from_row(row, _decoded)
 
     def get_chunk(self, chunk_id: str) -> StoredChunk | None:
         row = self._conn.execute(
@@ -473,6 +467,10 @@ class PostgresStore:
             " to_tsquery('english', %s) q WHERE tsv @@ q ORDER BY 2 DESC, rowid LIMIT %s",
             (terms, int(depth))).fetchall()
         return [(int(r), float(score)) for r, score in rows]
+
+
+def _decoded(value: Any) -> Any:
+    return value  # JSONB columns arrive decoded
 
 
 def _clean(text: str) -> str:

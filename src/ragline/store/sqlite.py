@@ -21,14 +21,17 @@ import numpy as np
 
 from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
 from ragline.store.base import (
+    DOCUMENT_COLUMNS,
     FILTER_COLUMNS,
     FileState,
     Matrix,
     Snapshot,
     StoredChunk,
+    document_from_row,
     record_file_of,
+    stored_chunk_from_row,
 )
-from ragline.types import Chunk, DocType, Document, Heading
+from ragline.types import Chunk, Document
 
 SCHEMA_VERSION = 2  # 2: chunks.pages
 DB_NAME = "ragline.sqlite"
@@ -334,18 +337,8 @@ class SQLiteStore:
 
     def get_document(self, doc_id: str) -> Document | None:
         row = self._conn.execute(
-            "SELECT id, text, doc_type, content_hash, title, source_path, modified, headings,"
-            " metadata FROM documents WHERE id=?",
-            (doc_id,),
-        ).fetchone()
-        if row is None:
-            return None
-        return Document(
-            id=row[0], text=row[1], doc_type=DocType(row[2]), content_hash=row[3], title=row[4],
-            source_path=row[5], modified=row[6],
-            headings=tuple(Heading(int(s), int(lv), str(t)) for s, lv, t in json.loads(row[7])),
-            metadata=json.loads(row[8]),
-        )
+            f"SELECT {DOCUMENT_COLUMNS} FROM documents WHERE id=?", (doc_id,)).fetchone()
+        return None if row is None else document_from_row(row, json.loads)
 
     _CHUNK_COLUMNS = (
         'c.id, c.doc_id, c.ordinal, c.start, c."end", c.text, c.heading_path, c.token_count,'
@@ -354,11 +347,7 @@ class SQLiteStore:
 
     @staticmethod
     def _stored_chunk(row: Sequence[Any]) -> StoredChunk:
-        chunk = Chunk(id=row[0], doc_id=row[1], ordinal=int(row[2]), text=row[5],
-                      start=int(row[3]), end=int(row[4]),
-                      heading_path=tuple(json.loads(row[6])), token_count=int(row[7]),
-                      pages=tuple(json.loads(row[11])))
-        return StoredChunk(chunk, doc_title=row[8], doc_type=row[9], source_path=row[10])
+        return stored_chunk_from_row(row, json.loads)
 
     def get_chunk(self, chunk_id: str) -> StoredChunk | None:
         row = self._conn.execute(
