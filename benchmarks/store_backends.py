@@ -52,10 +52,11 @@ def source_chunks() -> tuple[np.ndarray, list[str]]:
         sys.exit(f"no SciFact eval index at {index.path}: run `ragline eval retrieval --dataset "
                  f"{DATASET} -c configs/hybrid.toml` first")
     store = SQLiteStore(index.path)
-    with store.chunk_snapshot(384) as (_g, _rows, matrix, texts):
+    with store.chunk_snapshot(384) as (_g, _rows, blocks, texts):
+        matrix = np.vstack(list(blocks))
         text_list = list(texts)
     store.close()
-    return matrix.copy(), text_list
+    return matrix, text_list
 
 
 def query_vectors() -> np.ndarray:
@@ -140,8 +141,8 @@ def measure(n: int, base: np.ndarray, texts: list[str], queries: np.ndarray,
         sqlite = SQLiteStore(Path(tmp), create=True)
         seconds = write(sqlite, vectors, chunk_texts)
         row["sqlite_ingest_chunks_per_s"] = round(n / seconds, 1)
-        with sqlite.chunk_snapshot(384) as (_g, rowids, matrix, _t):
-            pass
+        with sqlite.chunk_snapshot(384) as (_g, rowids, blocks, _t):
+            matrix = np.vstack(list(blocks))
         sqlite.close()
     exact = []
     ms = []

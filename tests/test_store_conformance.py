@@ -177,13 +177,16 @@ def test_file_states_and_failures(store: Store) -> None:
     assert store.file_state("/data/a.md") is None and store.failures() == []
 
 
-def test_the_snapshot_holds_every_chunk_in_row_order(store: Store) -> None:
+def test_the_snapshot_holds_every_chunk_in_row_order(store: Store,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    for module in ("sqlite", "postgres"):  # blocks of 2 rows: the embeddings come in 3 blocks
+        monkeypatch.setattr(f"ragline.store.{module}.SNAPSHOT_BLOCK", 2)
     va = _write(store, _doc("a.md", "alpha text one two"), seed=1)
     vb = _write(store, _doc("b.md", "beta text three four"), n=3, seed=2)
-    with store.chunk_snapshot(DIM) as (generation, rowids, matrix, texts):
+    with store.chunk_snapshot(DIM) as (generation, rowids, blocks, texts):
         assert generation == store.generation
         assert list(rowids) == sorted(rowids) and len(rowids) == 5
-        np.testing.assert_allclose(matrix, np.vstack([va, vb]), atol=1e-6)
+        np.testing.assert_allclose(np.vstack(list(blocks)), np.vstack([va, vb]), atol=1e-6)
         assert list(texts) == [c.text for c in _chunks(_doc("a.md", "alpha text one two"))
                                + _chunks(_doc("b.md", "beta text three four"), 3)]
 

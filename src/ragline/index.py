@@ -21,7 +21,7 @@ from ragline.errors import ConfigError, IndexDamaged, IndexLocked, StoreUnavaila
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.search import SearchParams, candidate_lists, search
 from ragline.store.base import Store
-from ragline.store.derived import DerivedIndex, load_or_build
+from ragline.store.derived import DerivedIndex, ensure_built, load_or_build
 from ragline.store.keyword import BM25Config
 from ragline.store.sqlite import DB_NAME, SQLiteStore, damage_message, is_damage
 from ragline.types import Chunk, Document, FusionMethod, Hit, RetrievalMode
@@ -261,9 +261,14 @@ class Index:
 
     @_guarded
     def build_search_files(self) -> None:
-        """Load the derived search files of the current generation, building them when they are
-        missing, stale or damaged (what every ingest ends with, and `doctor --repair` runs)."""
-        self._derived_index()
+        """Check the derived search files of the current generation, building them when they
+        are missing, stale or damaged (what every ingest ends with, and `doctor --repair` runs).
+        They are loaded by the first search, not here."""
+        store = self._open(create=False)
+        if self._derived is not None and self._derived.generation == store.generation:
+            return
+        self._check_embedder(store)
+        ensure_built(store, self.path, dim=self.embedder.dim, bm25=self._bm25_config())
 
     @_guarded
     def row_doc_ids(self) -> list[str]:
@@ -290,12 +295,13 @@ class Index:
             self._check_embedder(store)
         if self._derived is None or self._derived.generation != store.generation:
             self._row_docs = None
-            b = self.config.bm25
-            self._derived = load_or_build(
-                store, self.path, dim=self.embedder.dim,
-                bm25=BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords, stemmer=b.stemmer),
-            )
+            self._derived = load_or_build(store, self.path, dim=self.embedder.dim,
+                                          bm25=self._bm25_config())
         return self._derived
+
+    def _bm25_config(self) -> BM25Config:
+        b = self.config.bm25
+        return BM25Config(k1=b.k1, b=b.b, stopwords=b.stopwords, stemmer=b.stemmer)
 
     # -- answers ----------------------------------------------------------------------------
 

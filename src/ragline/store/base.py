@@ -50,7 +50,9 @@ class StoredChunk:
     source_path: str | None
 
 
-Snapshot = tuple[int, npt.NDArray[np.int64], Matrix, Iterator[str]]
+# (generation, row ids, the [n, dim] embeddings as blocks of rows, texts), all in row-id order
+Snapshot = tuple[int, npt.NDArray[np.int64], Iterator[Matrix], Iterator[str]]
+SNAPSHOT_BLOCK = 8192  # rows of embeddings per block: what a build holds of the matrix at once
 
 # The columns both backends select, in this order, to build documents and chunks; JSON fields
 # come back as text from SQLite and already decoded from PostgreSQL (`decode` says which).

@@ -106,28 +106,39 @@ def _folder(index_dir: Path, generation: int) -> Path:
 def load_or_build(store: Store, index_dir: Path, *, dim: int, bm25: BM25Config) -> DerivedIndex:
     """The derived index for the store's current generation, kept in `index_dir`/derived and
     built from the store if missing, stale or damaged."""
-    generation, source = store.generation, store.store_id
+    generation = store.generation
     folder = _folder(index_dir, generation)
     try:
-        if _is_current(folder, bm25, dim, source):
+        if _is_current(folder, bm25, dim, store.store_id):
             return _load(folder, generation)
     except DerivedDamaged:
-        pass  # said and repaired under the lock below, where a concurrent rebuild is visible
+        pass  # said and repaired under the lock, where a concurrent rebuild is visible
+    generation = ensure_built(store, index_dir, dim=dim, bm25=bm25)
+    return _load(_folder(index_dir, generation), generation)
+
+
+def ensure_built(store: Store, index_dir: Path, *, dim: int, bm25: BM25Config) -> int:
+    """Check the derived files of the store's current generation (sizes and checksums) and
+    build them if missing, stale or damaged, without loading them; returns the generation.
+
+    What an ingest ends with: its peak memory is the build's, not the build's plus a loaded
+    index it does not search."""
+    source = store.store_id
     (index_dir / "derived").mkdir(parents=True, exist_ok=True)
     with FileLock(str(index_dir / "derived" / "build.lock"), timeout=600):
-        with store.chunk_snapshot(dim) as (generation, rowids, matrix, texts):
+        with store.chunk_snapshot(dim) as (generation, rowids, blocks, texts):
             folder = _folder(index_dir, generation)
             try:
                 if _is_current(folder, bm25, dim, source):
-                    loaded = _load(folder, generation)
+                    _verify_files(folder, _read_info(folder) or {})
                     _remove_stale(index_dir, keep=generation)
-                    return loaded
+                    return generation
             except DerivedDamaged as exc:
                 log.warning("the search files in %s are damaged (%s); rebuilding them from the "
                             "index database", folder, exc)
-            _build(folder, rowids, matrix, texts, dim=dim, bm25=bm25, source=source)
+            _build(folder, rowids, blocks, texts, dim=dim, bm25=bm25, source=source)
         _remove_stale(index_dir, keep=generation)
-        return _load(folder, generation)
+        return generation
 
 
 def check(folder: Path) -> str | None:
@@ -206,7 +217,7 @@ def _verify_files(folder: Path, info: dict[str, object]) -> None:
 def _build(
     folder: Path,
     rowids: npt.NDArray[np.int64],
-    matrix: npt.NDArray[np.float32],
+    blocks: Iterable[npt.NDArray[np.float32]],
     texts: Iterable[str],
     *,
     dim: int,
@@ -216,7 +227,7 @@ def _build(
     tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=folder.parent))
     try:
         np.save(tmp / "rowids.npy", rowids)
-        np.save(tmp / "vectors.npy", matrix)
+        _save_blocks(tmp / "vectors.npy", blocks, rows=len(rowids), dim=dim)
         if len(rowids):
             BM25Index.build(texts, bm25).save(tmp / "bm25")
         (tmp / "info.json").write_text(json.dumps({
@@ -231,6 +242,21 @@ def _build(
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _save_blocks(path: Path, blocks: Iterable[npt.NDArray[np.float32]], *, rows: int,
+                 dim: int) -> None:
+    """Write an [rows, dim] float32 .npy file block by block (never the whole matrix in RAM)."""
+    written = 0
+    with path.open("wb") as out:
+        np.lib.format.write_array_header_1_0(
+            out, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                  "fortran_order": False, "shape": (rows, dim)})
+        for block in blocks:
+            out.write(np.ascontiguousarray(block, dtype=np.float32).tobytes())
+            written += len(block)
+    if written != rows:  # the snapshot changed under us: a bug, never a silent short file
+        raise RuntimeError(f"the snapshot gave {written} embeddings for {rows} rows")
 
 
 def _load(folder: Path, generation: int) -> DerivedIndex:

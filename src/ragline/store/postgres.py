@@ -32,6 +32,7 @@ from ragline.errors import ConfigError, IndexNotFound, IndexVersionError, StoreU
 from ragline.store.base import (
     DOCUMENT_COLUMNS,
     FILTER_COLUMNS,
+    SNAPSHOT_BLOCK,
     FileState,
     Matrix,
     Snapshot,
@@ -374,24 +375,29 @@ class PostgresStore:
 
     @contextmanager
     def chunk_snapshot(self, dim: int) -> Iterator[Snapshot]:
-        """(generation, rowids, [n, dim] embeddings, texts in rowid order) of every chunk, read
-        in one REPEATABLE READ transaction that stays open while the block runs."""
+        """(generation, rowids, embeddings in blocks of rows, texts) of every chunk in rowid
+        order, read in one REPEATABLE READ transaction that stays open while the block runs;
+        the embeddings and texts stream from server-side cursors as they are consumed."""
         if dim != self.dim:
             raise ConfigError(f"the index holds {self.dim}-dimensional embeddings, not {dim}")
         s = self.schema
         with self._conn.transaction():
             self._conn.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ READ ONLY")
             generation = self.generation
-            n = self._count(f"SELECT count(*) FROM {s}.chunks")
-            rowids = np.empty(n, dtype=np.int64)
-            matrix = np.empty((n, dim), dtype=np.float32)
-            with self._conn.cursor(name="ragline_vectors") as cursor:
-                cursor.execute(f"SELECT rowid, embedding FROM {s}.chunks ORDER BY rowid")
-                for i, (rowid, vector) in enumerate(cursor):
-                    rowids[i] = rowid
-                    matrix[i] = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
+            rowids = np.fromiter((row[0] for row in self._conn.execute(
+                f"SELECT rowid FROM {s}.chunks ORDER BY rowid")), dtype=np.int64)
+            blocks = self._vector_blocks(f"SELECT embedding FROM {s}.chunks ORDER BY rowid", dim)
             texts = self._stream(f"SELECT text FROM {s}.chunks ORDER BY rowid")
-            yield generation, rowids, matrix, texts
+            yield generation, rowids, blocks, texts
+
+    def _vector_blocks(self, sql: str, dim: int) -> Iterator[Matrix]:
+        with self._conn.cursor(name="ragline_vectors") as cursor:
+            cursor.execute(sql)
+            while rows := cursor.fetchmany(SNAPSHOT_BLOCK):
+                block = np.empty((len(rows), dim), dtype=np.float32)
+                for i, (vector,) in enumerate(rows):
+                    block[i] = vector.to_numpy() if hasattr(vector, "to_numpy") else vector
+                yield block
 
     def _stream(self, sql: str) -> Iterator[str]:
         with self._conn.cursor(name="ragline_texts") as cursor:

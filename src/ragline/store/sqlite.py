@@ -23,6 +23,7 @@ from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
 from ragline.store.base import (
     DOCUMENT_COLUMNS,
     FILTER_COLUMNS,
+    SNAPSHOT_BLOCK,
     FileState,
     Matrix,
     Snapshot,
@@ -374,28 +375,29 @@ class SQLiteStore:
     def chunk_snapshot(
         self, dim: int
     ) -> Iterator[Snapshot]:
-        """(generation, rowids, [n, dim] embeddings, texts in rowid order) of every chunk, all
-        read in one transaction that stays open while the block runs.
+        """(generation, rowids, embeddings in blocks of rows, texts) of every chunk in rowid
+        order, all read in one transaction that stays open while the block runs.
 
-        Memory is the matrix, not the corpus: the vectors are copied into a preallocated array
-        row by row, and the texts are a stream (read again, in the same snapshot, as consumed).
+        Memory is a block, not the corpus: the embeddings and the texts are streams, read (in
+        the same snapshot) as they are consumed.
         """
         self._conn.execute("BEGIN")
         try:
             generation = self.generation
-            n = int(self._conn.execute("SELECT count(*) FROM chunks").fetchone()[0])
-            rowids = np.empty(n, dtype=np.int64)
-            matrix = np.empty((n, dim), dtype=np.float32)
-            for i, (rowid, blob) in enumerate(self._conn.execute(
-                "SELECT rowid, embedding FROM chunks ORDER BY rowid"
-            )):
-                rowids[i] = rowid
-                matrix[i] = np.frombuffer(blob, dtype=np.float32)
+            rowids = np.fromiter((row[0] for row in self._conn.execute(
+                "SELECT rowid FROM chunks ORDER BY rowid")), dtype=np.int64)
+            blocks = self._vector_blocks(dim)
             texts = (str(row[0]) for row in self._conn.execute(
                 "SELECT text FROM chunks ORDER BY rowid"))
-            yield generation, rowids, matrix, texts
+            yield generation, rowids, blocks, texts
         finally:
             self._conn.execute("COMMIT")
+
+    def _vector_blocks(self, dim: int) -> Iterator[Matrix]:
+        cursor = self._conn.execute("SELECT embedding FROM chunks ORDER BY rowid")
+        while rows := cursor.fetchmany(SNAPSHOT_BLOCK):
+            block = np.frombuffer(b"".join(row[0] for row in rows), dtype=np.float32)
+            yield block.reshape(len(rows), dim)
 
     def rowids_matching(
         self, where: dict[str, str | Sequence[str]], path_prefix: str | None
