@@ -1,6 +1,6 @@
 """Does citation verification catch planted errors, without flagging correct claims?
 
-Builds the planted-error set (`ragline.answer.planted`) from HotpotQA dev-500 and reports on the
+Builds the planted-error set (`ragline.evaluate.planted`) from HotpotQA dev-500 and reports on the
 EVALUATION half: the flag rate per planted error type (target >= 90%) and the false-flag rate on
 correct claims (target <= 10%). `--verifier model` (default) is the trained verifier with its
 own threshold (chosen on its training dev split; nothing is fitted here). `--verifier cosine
@@ -23,11 +23,11 @@ from typing import Any
 
 import numpy as np
 
-from ragline.answer.planted import PlantedAnswer, PlantedError, Split, build_planted_set
 from ragline.answer.support import CosineScorer, SupportScorer, build_scorer
 from ragline.answer.types import ClaimCheck
 from ragline.answer.verify import DEFAULT_THRESHOLDS, MemoEmbedder, Thresholds, verify_answer
 from ragline.embed.onnx import OnnxEmbedder
+from ragline.evaluate.planted import PlantedAnswer, PlantedError, Split, build_planted_set
 
 Fitted = tuple[SupportScorer, Thresholds]
 

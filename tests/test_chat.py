@@ -10,14 +10,9 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from ragline.answer.chat import (
-    ChatSession,
-    clean_rewrite,
-    condense_question,
-    format_history,
-    run_chat,
-)
+from ragline.answer.chat import ChatSession, run_chat
 from ragline.answer.cli import ask_command, chat_command
+from ragline.answer.condense import clean_rewrite, condense_question, format_history
 from ragline.answer.types import Answer
 from ragline.embed.base import Embedder
 from ragline.index import Index

@@ -232,6 +232,8 @@ class _Server:
                     return
                 start = int(rng.split("=")[1].rstrip("-")) if rng else 0
                 self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 self.send_header("Content-Length", str(len(body) - start))
                 self.end_headers()
                 self.wfile.write(body[start:])

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ragline.answer.judge import (
+from ragline.errors import ConfigError
+from ragline.evaluate.judge import (
     CorrectnessJudge,
     CorrectnessJudgement,
     CorrectnessLabel,
@@ -18,7 +19,6 @@ from ragline.answer.judge import (
     parse_correctness,
     self_agreement,
 )
-from ragline.errors import ConfigError
 from ragline.llm import Ledger, ResponseCache
 from tests.fakes import support
 from tests.fakes._http import Reply

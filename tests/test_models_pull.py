@@ -55,7 +55,8 @@ def file_server() -> Iterator[FileServer]:
                 return
             start = _range_start(self.headers.get("Range")) if state.honour_range else None
             if start is not None and start >= len(body):
-                self.send_response(416)
+                self.send_response(416)  # as RFC 9110 says: the size it does have
+                self.send_header("Content-Range", f"bytes */{len(body)}")
                 self.end_headers()
                 return
             chunk = body[start or 0 :]

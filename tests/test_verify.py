@@ -12,7 +12,6 @@ from typer.testing import CliRunner
 
 from ragline import Index
 from ragline.answer import commands
-from ragline.answer.planted import PlantedError, Split, build_planted_set, paraphrase
 from ragline.answer.support import CosineScorer, build_scorer
 from ragline.answer.types import (
     Answer,
@@ -35,6 +34,7 @@ from ragline.answer.verify import (
 )
 from ragline.embed.base import Embedder, EmbedKind, Vectors
 from ragline.errors import ConfigError, RaglineError
+from ragline.evaluate.planted import PlantedError, Split, build_planted_set, paraphrase
 
 TEMPLE = (
     "Shirley Temple Black (April 23, 1928 - February 10, 2014) was an American actress and "

@@ -37,6 +37,7 @@ from pydantic import BaseModel, Field
 
 from ragline.answer.abstention import relevance_gate, uncalibrated_note
 from ragline.answer.claims import normalize, split_sentences
+from ragline.answer.condense import condense_question
 from ragline.answer.extractive import extractive_answer
 from ragline.answer.prompts import (
     PromptTemplate,
@@ -272,8 +273,6 @@ def _standalone(
 ) -> str:
     if not history:
         return question
-    from ragline.answer.chat import condense_question
-
     started = time.perf_counter()
     standalone = condense_question(question, history, llm)
     run.lap("rewrite_s", started)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import numpy.typing as npt
 
+from ragline import _sqlite
 from ragline.embed.base import Embedder, EmbedKind, Vectors, count_tokens_capped
 from ragline.errors import EmbedderError
 from ragline.paths import ragline_home
@@ -130,13 +131,7 @@ class EmbeddingCache:
 
     def _open(self) -> sqlite3.Connection:
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(
-                self.path, timeout=BUSY_TIMEOUT_MS / 1000, check_same_thread=False
-            )
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-            conn.execute("PRAGMA journal_mode = WAL")
-            conn.execute("PRAGMA synchronous = NORMAL")
+            conn = _sqlite.connect(self.path, timeout=BUSY_TIMEOUT_MS / 1000)
             with conn:
                 conn.execute(SCHEMA)
         except (sqlite3.Error, OSError) as exc:

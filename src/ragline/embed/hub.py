@@ -14,6 +14,7 @@ from pathlib import Path, PurePosixPath
 
 import httpx
 
+from ragline._download import DownloadFailed, resume_download
 from ragline.errors import EmbedderError
 
 
@@ -78,36 +79,17 @@ def sha256_of(path: Path) -> str:
 
 def fetch_file(client: httpx.Client, url: str, target: Path, sha256: str | None) -> None:
     """Stream `url` into `target` via `target.part`, resuming a partial download if one exists."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     part = target.with_name(target.name + ".part")
-    offset = part.stat().st_size if part.is_file() else 0
-    # Byte ranges are offsets into the stored file, so ask for it unencoded.
-    headers = {"Accept-Encoding": "identity"}
-    if offset:
-        headers["Range"] = f"bytes={offset}-"
     try:
-        with client.stream("GET", url, headers=headers) as response:
-            if response.status_code == 416 and offset:
-                # The partial file is not a prefix of what the server holds: start again.
-                part.unlink()
-                fetch_file(client, url, target, sha256)
-                return
-            if response.status_code not in (200, 206):
-                raise ModelDownloadError(
-                    f"GET {url} returned HTTP {response.status_code}; check the repository id, "
-                    "file name and revision (private repositories are not supported)"
-                )
-            append = response.status_code == 206
-            with part.open("ab" if append else "wb") as handle:
-                # No chunk size: each block is written as it arrives, so an interruption
-                # leaves every received byte in the .part file for the next resume.
-                for block in response.iter_bytes():
-                    handle.write(block)
-    except httpx.HTTPError as exc:
+        resume_download(url, part, client=client)
+    except DownloadFailed as exc:
+        if exc.status is not None:
+            raise ModelDownloadError(
+                f"GET {url} returned HTTP {exc.status}; check the repository id, file name and "
+                "revision (private repositories are not supported)") from None
         raise ModelDownloadError(
             f"download of {url} failed: {exc}; run the same call again to resume from "
-            f"{part.stat().st_size if part.is_file() else 0} bytes"
-        ) from exc
+            f"{part.stat().st_size if part.is_file() else 0} bytes") from exc
     verify_and_publish(part, target, url, sha256)
 
 

@@ -26,13 +26,6 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from ragline.answer.claims import strip_markers
-from ragline.answer.judge import (
-    CorrectnessJudge,
-    CorrectnessJudgement,
-    judge_mean,
-    judge_reliability,
-    self_agreement,
-)
 from ragline.answer.types import Answer
 from ragline.errors import DatasetError
 from ragline.evaluate.answer_scores import (
@@ -48,6 +41,13 @@ from ragline.evaluate.answer_scores import (
     token_recall,
 )
 from ragline.evaluate.datasets import QADataset
+from ragline.evaluate.judge import (
+    CorrectnessJudge,
+    CorrectnessJudgement,
+    judge_mean,
+    judge_reliability,
+    self_agreement,
+)
 from ragline.evaluate.metrics import latency_summary
 from ragline.index import Index
 from ragline.llm import LLM

@@ -17,7 +17,6 @@ from rich.markup import escape
 from rich.table import Table
 
 from ragline import __version__
-from ragline.answer.judge import CorrectnessJudge, JudgeMode
 from ragline.config import RaglineConfig
 from ragline.errors import DatasetError, RaglineError
 from ragline.evaluate.answers import (
@@ -36,6 +35,7 @@ from ragline.evaluate.answers import (
 from ragline.evaluate.cli import _configs, _models
 from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.datasets import QADataset
+from ragline.evaluate.judge import CorrectnessJudge, JudgeMode
 from ragline.evaluate.manifest import build_manifest
 from ragline.evaluate.registry import QueryResult, RunRegistry
 from ragline.evaluate.report import ConfigResult as ReportConfig

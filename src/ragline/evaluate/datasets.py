@@ -24,6 +24,7 @@ from typing import Any, Protocol, runtime_checkable
 
 import httpx
 
+from ragline._download import DownloadFailed, resume_download
 from ragline.errors import DatasetError
 from ragline.types import DocType, Document
 
@@ -388,26 +389,15 @@ def _download(url: str, target: Path, *, timeout: float) -> None:
     """Stream `url` to `target` via `target.part`, resuming a partial download when the server
     honours Range; the final rename is atomic."""
     part = target.with_name(target.name + ".part")
-    have = part.stat().st_size if part.exists() else 0
-    headers = {"Range": f"bytes={have}-"} if have else {}
     try:
-        with httpx.stream("GET", url, headers=headers, timeout=timeout, follow_redirects=True) as r:
-            if r.status_code == 416 and have:
-                part.unlink()  # the partial file is stale or complete-but-unverified: restart
-                return _download(url, target, timeout=timeout)
-            if r.status_code not in (200, 206):
-                raise DatasetError(
-                    f"downloading {url} failed with HTTP {r.status_code}; check the dataset name "
-                    "and --base-url"
-                )
-            mode = "ab" if r.status_code == 206 else "wb"
-            with part.open(mode) as fh:
-                for block in r.iter_bytes(1 << 16):
-                    fh.write(block)
-    except httpx.HTTPError as exc:
-        raise DatasetError(
-            f"downloading {url} failed ({exc}); rerun to resume from {part.name}"
-        ) from exc
+        with httpx.Client(timeout=timeout, follow_redirects=True) as client:
+            resume_download(url, part, client=client)
+    except DownloadFailed as exc:
+        if exc.status is not None:
+            raise DatasetError(f"downloading {url} failed with HTTP {exc.status}; check the "
+                               "dataset name and --base-url") from None
+        raise DatasetError(f"downloading {url} failed ({exc}); rerun to resume from "
+                           f"{part.name}") from exc
     os.replace(part, target)
 
 

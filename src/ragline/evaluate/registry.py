@@ -22,6 +22,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from ragline import _sqlite
 from ragline.errors import RaglineError
 from ragline.evaluate.manifest import Manifest
 from ragline.evaluate.metrics import DEFAULT_MEASURES
@@ -189,11 +190,8 @@ class RunRegistry:
 
     def __init__(self, path: Path | None = None) -> None:
         self.path = Path(path) if path else ragline_home() / "runs.sqlite"
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        self._conn = _sqlite.connect(self.path, autocommit=True, foreign_keys=True, shared=False)
         self._conn.row_factory = sqlite3.Row
-        self._conn.execute("PRAGMA journal_mode=WAL")
-        self._conn.execute("PRAGMA foreign_keys=ON")
         self._conn.executescript(_SCHEMA)
         self._conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         self.mark_interrupted()

@@ -16,6 +16,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from ragline import _sqlite
 from ragline.llm.types import (
     CallOptions,
     FinishReason,
@@ -86,10 +87,7 @@ class ResponseCache:
 
     def _connection(self) -> sqlite3.Connection:
         if self._conn is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            conn = sqlite3.connect(self.path, check_same_thread=False, timeout=30)
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA synchronous=NORMAL")
+            conn = _sqlite.connect(self.path)
             conn.execute(_SCHEMA)
             self._conn = conn
         return self._conn

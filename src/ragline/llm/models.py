@@ -33,6 +33,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ragline._download import DownloadFailed, resume_download
 from ragline.errors import RaglineError
 from ragline.paths import ragline_home
 
@@ -297,82 +298,33 @@ def _sha256(path: Path) -> str:
 
 
 def _download(url: str, part: Path, *, progress: bool) -> None:
-    offset = part.stat().st_size if part.is_file() else 0
-    headers = {"Range": f"bytes={offset}-"} if offset else {}
     timeout = httpx.Timeout(30.0, read=120.0)
+    offset = part.stat().st_size if part.is_file() else 0
     try:
-        with (
-            httpx.Client(follow_redirects=True, timeout=timeout) as client,
-            client.stream("GET", url, headers=headers) as response,
-        ):
-            if response.status_code == 416 and offset:
-                return  # the partial file is already complete; _verify_part checks it
-            _raise_for_status(url, response)
-            resumed = response.status_code == 206
-            _check_content_range(url, response, offset if resumed else 0)
-            start = offset if resumed else 0
-            total = _expected_total(response, start)
-            written = _write_body(response, part, start=start, total=total, progress=progress)
-    except httpx.HTTPError as exc:
+        with (httpx.Client(follow_redirects=True, timeout=timeout) as client,
+              _progress_bar(part.name, None, offset, progress) as advance):
+            resume_download(url, part, client=client, progress=advance)
+    except DownloadFailed as exc:
+        if exc.status is not None:
+            raise ModelDownloadError(url, _status_hint(exc.status)) from None
         raise ModelDownloadError(
-            url,
-            f"network error ({type(exc).__name__}: {exc}); run the same pull again to resume "
-            f"from {part.name}",
-        ) from exc
-    if total is not None and written != total:
-        raise ModelDownloadError(
-            url, f"download ended at {written:,} of {total:,} bytes; run the pull again to resume"
-        )
+            url, f"network error ({exc}); run the same pull again to resume from {part.name} "
+                 "(or pull with --force to start afresh)") from exc
 
 
-def _raise_for_status(url: str, response: httpx.Response) -> None:
-    status = response.status_code
-    if status in (200, 206):
-        return
+def _status_hint(status: int) -> str:
     if status == 404:
-        hint = "not found (HTTP 404): check the model name or file name (`ragline models list`)"
-    elif status in (401, 403):
-        hint = (
-            f"access denied (HTTP {status}): the file may be gated or private; download it "
-            f"yourself and set ${MODEL_ENV} to its path"
-        )
-    else:
-        hint = f"unexpected HTTP {status}; try again later or use --endpoint for a mirror"
-    raise ModelDownloadError(url, hint)
-
-
-def _check_content_range(url: str, response: httpx.Response, offset: int) -> None:
-    if response.status_code != 206:
-        return
-    content_range = response.headers.get("content-range", "")
-    if not content_range.startswith(f"bytes {offset}-"):
-        raise ModelDownloadError(
-            url, f"server resumed at the wrong offset ({content_range!r}); pull again with --force"
-        )
-
-
-def _expected_total(response: httpx.Response, start: int) -> int | None:
-    length = response.headers.get("content-length")
-    return start + int(length) if length and length.isdigit() else None
-
-
-def _write_body(
-    response: httpx.Response, part: Path, *, start: int, total: int | None, progress: bool
-) -> int:
-    mode = "ab" if start else "wb"  # a 200 reply to a Range request restarts from zero
-    written = start
-    with part.open(mode) as fh, _progress_bar(part.name, total, start, progress) as advance:
-        for block in response.iter_bytes(_CHUNK):
-            fh.write(block)
-            written += len(block)
-            advance(len(block))
-    return written
+        return "not found (HTTP 404): check the model name or file name (`ragline models list`)"
+    if status in (401, 403):
+        return (f"access denied (HTTP {status}): the file may be gated or private; download it "
+                f"yourself and set ${MODEL_ENV} to its path")
+    return f"unexpected HTTP {status}; try again later or use --endpoint for a mirror"
 
 
 @contextmanager
 def _progress_bar(
     label: str, total: int | None, done: int, enabled: bool
-) -> Iterator[Callable[[int], None]]:
+) -> Iterator[Callable[[int, int | None], None]]:
     columns = (
         TextColumn("[bold]{task.description}"),
         BarColumn(),
@@ -383,8 +335,8 @@ def _progress_bar(
     with Progress(*columns, disable=not enabled, transient=False) as bar:
         task = bar.add_task(label.removesuffix(".part"), total=total, completed=done)
 
-        def advance(n: int) -> None:
-            bar.update(task, advance=n)
+        def advance(now: int, of: int | None) -> None:
+            bar.update(task, completed=now, total=of)
 
         yield advance
 

@@ -1,0 +1,37 @@
+"""The one way ragline opens a SQLite database of its own (index, caches, ledger, run registry).
+
+WAL (readers never wait for the writer), synchronous=NORMAL (durable at each checkpoint, safe
+against corruption: a crash may lose the last transactions, never the file), a busy timeout
+instead of "database is locked" at once, and the parent folder created. Each caller keeps its
+schema, its row factory and its own error messages.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+
+def connect(
+    path: Path,
+    *,
+    timeout: float = 30.0,
+    autocommit: bool = False,
+    foreign_keys: bool = False,
+    shared: bool = True,
+) -> sqlite3.Connection:
+    """Open `path` (creating its folder). `autocommit`: no implicit transactions (the caller
+    says BEGIN); `shared`: usable from other threads (the caller serialises access)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    conn = sqlite3.connect(path, timeout=timeout, check_same_thread=not shared,
+                           isolation_level=None if autocommit else "DEFERRED")
+    try:
+        conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        if foreign_keys:
+            conn.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        conn.close()
+        raise
+    return conn
