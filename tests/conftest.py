@@ -36,3 +36,21 @@ def embedder() -> object:
     from ragline.embed.onnx import OnnxEmbedder
 
     return OnnxEmbedder(threads=1)
+
+
+@pytest.fixture(scope="session")
+def pg_dsn() -> str:
+    """The PostgreSQL server of `scripts/postgres.sh` (started if needed): a DSN without password."""
+    dsn = os.environ.get("RAGLINE_TEST_PG_DSN")
+    if dsn:
+        return dsn
+    import subprocess
+
+    root = Path(__file__).resolve().parents[1]
+    started = subprocess.run([str(root / "scripts" / "postgres.sh")], capture_output=True,
+                             text=True, timeout=900)
+    if started.returncode != 0:
+        pytest.fail("scripts/postgres.sh could not start PostgreSQL (set RAGLINE_NO_POSTGRES=1 "
+                    f"to deselect the postgres tests):\n{started.stderr[-2000:]}")
+    os.environ.setdefault("RAGLINE_PG_PASSWORD", "ragline-test")
+    return started.stdout.strip().splitlines()[-1]

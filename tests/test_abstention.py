@@ -15,12 +15,12 @@ from ragline.answer.abstention import (
 )
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError
-from ragline.types import Chunk, Hit
+from ragline.types import Chunk, Hit, Stage
 
 
 def hit(text: str, dense: float | None = None, number: int = 1) -> Hit:
     chunk = Chunk(f"c{number}", f"d{number}", 0, text, 0, len(text))
-    return Hit(chunk, 1.0, number, dense_score=dense, dense_rank=1 if dense is not None else None)
+    return Hit(chunk, 1.0, number, stages={} if dense is None else {"dense": Stage(1, dense)})
 
 
 def test_best_relevance_uses_dense_scores_when_the_dense_retriever_found_the_chunk(

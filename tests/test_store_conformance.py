@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-import subprocess
 import threading
 import uuid
 from collections.abc import Callable, Iterator
@@ -31,20 +30,6 @@ ROOT = Path(__file__).resolve().parents[1]
 BACKENDS = ["sqlite"] + ([] if os.environ.get("RAGLINE_NO_POSTGRES") == "1" else ["postgres"])
 
 OpenStore = Callable[..., Any]
-
-
-@pytest.fixture(scope="session")
-def pg_dsn() -> str:
-    dsn = os.environ.get("RAGLINE_TEST_PG_DSN")
-    if dsn:
-        return dsn
-    started = subprocess.run([str(ROOT / "scripts" / "postgres.sh")], capture_output=True,
-                             text=True, timeout=900)
-    if started.returncode != 0:
-        pytest.fail("scripts/postgres.sh could not start PostgreSQL (set RAGLINE_NO_POSTGRES=1 "
-                    f"to deselect the postgres tests):\n{started.stderr[-2000:]}")
-    os.environ.setdefault("RAGLINE_PG_PASSWORD", "ragline-test")
-    return started.stdout.strip().splitlines()[-1]
 
 
 @pytest.fixture(params=BACKENDS)
@@ -434,3 +419,93 @@ def test_postgres_connection_dropped_mid_ingest_resumes_with_nothing_lost_or_dou
         assert resumed.added + resumed.unchanged == 6 and 1 <= resumed.unchanged <= 3
         assert index.count_chunks() == 6  # one chunk a note: none lost, none doubled
         assert index.search("topic 35", k=1)[0].chunk.doc_id == "corpus/note5.md"
+
+
+def test_a_bulk_ingest_run_writes_and_reads_back(store: Store) -> None:
+    with store.bulk_ingest():
+        va = _write(store, _doc("a.md", "alpha text one two"), seed=1)
+    with store.chunk_snapshot(DIM) as (_generation, rowids, blocks, _texts):
+        assert len(rowids) == 2
+        np.testing.assert_allclose(np.vstack(list(blocks)), va, atol=1e-6)
+
+
+def _hnsw(pg_store: Any) -> list[str]:
+    return pg_store._hnsw_indexes()  # type: ignore[no-any-return]
+
+
+def test_postgres_bulk_ingest_builds_hnsw_once_at_the_end(pg_store: Any) -> None:
+    assert _hnsw(pg_store), "a new index is created with its HNSW index"
+    with pg_store.bulk_ingest():
+        assert not _hnsw(pg_store), "an empty index drops it while loading"
+        vectors = _write(pg_store, _doc("a.md", "alpha text one two"), n=4, seed=1)
+    assert _hnsw(pg_store)
+    nearest = pg_store.dense_candidates(vectors[2], 1)
+    assert nearest and nearest[0][1] == pytest.approx(1.0, abs=1e-5)
+    with pg_store.bulk_ingest():  # an index that holds chunks keeps it, maintained per row
+        assert _hnsw(pg_store)
+        _write(pg_store, _doc("b.md", "beta text"), seed=2)
+
+
+def test_postgres_a_failed_bulk_ingest_leaves_exact_search_and_the_next_builds_hnsw(
+        pg_store: Any) -> None:
+    with pytest.raises(RuntimeError), pg_store.bulk_ingest():
+        vectors = _write(pg_store, _doc("a.md", "alpha text one two"), n=4, seed=1)
+        raise RuntimeError("killed")
+    assert not _hnsw(pg_store)
+    assert pg_store.dense_candidates(vectors[3], 1)[0][1] == pytest.approx(1.0, abs=1e-5)
+    with pg_store.bulk_ingest():  # the resumed run loads in bulk mode again
+        _write(pg_store, _doc("b.md", "beta text"), seed=2)
+    assert _hnsw(pg_store) and pg_store.count_chunks() == 6
+
+
+@pytest.mark.integration
+def test_postgres_killed_ingest_resumes_without_duplicates_or_losses(
+        tmp_path: Path, request: pytest.FixtureRequest) -> None:
+    import json
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psycopg
+
+    dsn = request.getfixturevalue("pg_dsn")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    request.addfinalizer(lambda: _drop_schema(dsn, schema))
+    config = tmp_path / "pg.toml"
+    config.write_text(f'[store]\nbackend = "postgres"\ndsn = "{dsn}"\nschema = "{schema}"\n')
+    n = 1200
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i in range(n):
+        (corpus / f"f{i:04d}.txt").write_text(f"document {i} talks about subject {i % 37}")
+    cmd = [sys.executable, "-m", "ragline.cli", "ingest", str(corpus), "--index",
+           str(tmp_path / "ix"), "--config", str(config), "--json"]
+    env = {**os.environ, "RAGLINE_EMBED_THREADS": "1"}
+    password = os.environ.get("RAGLINE_PG_PASSWORD")
+
+    def count(table: str) -> int:
+        try:
+            with psycopg.connect(dsn, password=password, connect_timeout=2) as conn:
+                return int(conn.execute(f"SELECT count(*) FROM {schema}.{table}").fetchone()[0])
+        except psycopg.Error:
+            return 0
+
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
+    deadline, stored = time.monotonic() + 180, 0
+    while time.monotonic() < deadline and proc.poll() is None:
+        stored = count("documents")
+        if stored > 0:
+            break
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert 0 < stored < n, "the ingest finished before it could be killed; use more files"
+    resumed = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=600)
+    assert resumed.returncode == 0, resumed.stderr
+    summary = json.loads(resumed.stdout)
+    assert summary["added"] + summary["unchanged"] == n and summary["unchanged"] >= stored
+    assert count("documents") == n and count("chunks") == n  # one chunk a file, none doubled
+    with psycopg.connect(dsn, password=password) as conn:
+        assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND "
+                            "indexdef LIKE '%%USING hnsw%%'", (schema,)).fetchone()[0] == 1

@@ -259,7 +259,8 @@ def _print_hits(hits: list[Hit]) -> None:
         console.print("no results")
         return
     for hit in hits:
-        ranks = f"bm25 #{hit.bm25_rank or '-'} · dense #{hit.dense_rank or '-'}"
+        ranks = " · ".join(f"{name} #{stage.rank}" for name, stage in hit.stages.items()
+                           if name != "hybrid") or "-"
         heading = " > ".join(hit.chunk.heading_path)
         page = page_label(hit.chunk.pages)
         console.print(

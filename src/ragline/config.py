@@ -84,6 +84,8 @@ class SearchSettings(_Section):
     alpha: float = Field(0.4, ge=0, le=1, description="weight of the dense scores in minmax fusion")
     depth: int = Field(200, gt=0, description="candidates taken from each retriever before fusion")
     k: int = Field(10, gt=0)
+    reranker: str = Field("none", description="the reranking stage after retrieval (none: off)")
+    rerank_depth: int = Field(50, gt=0, description="retrieved hits the reranker sees")
 
 
 class StoreSettings(_Section):
@@ -98,11 +100,17 @@ class StoreSettings(_Section):
     dsn: str | None = Field(None, description="e.g. postgresql://ragline@127.0.0.1:5432/ragline")
     schema_name: str = Field("ragline", alias="schema", description="one index per schema")
     password_env: str = "RAGLINE_PG_PASSWORD"
+    search: Literal["files", "native"] = Field(
+        "files", description="files: exact vectors + BM25 from the search files (any backend); "
+        "native: the store's own HNSW and full-text indexes (postgres)")
 
     @model_validator(mode="after")
     def _postgres_needs_a_dsn(self) -> StoreSettings:
         if self.backend == "postgres" and not self.dsn:
             raise ValueError('backend "postgres" needs dsn = "postgresql://USER@HOST:PORT/DB"')
+        if self.search == "native" and self.backend != "postgres":
+            raise ValueError('search = "native" needs backend = "postgres" (SQLite searches '
+                             'with the search files: search = "files")')
         return self
 
 

@@ -11,7 +11,7 @@ import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import Any, ParamSpec, TypeVar
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 from filelock import FileLock, Timeout
 
@@ -19,12 +19,17 @@ from ragline.config import RaglineConfig, StoreSettings
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, IndexDamaged, IndexLocked, StoreUnavailable
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
-from ragline.retrieve.search import SearchParams, candidate_lists, search
+from ragline.retrieve.base import Reranker, Retriever
+from ragline.retrieve.rerank import NoReranker, make_reranker
+from ragline.retrieve.search import SearchParams, candidate_lists, make_retriever, search
 from ragline.store.base import Store
 from ragline.store.derived import DerivedIndex, ensure_built, load_or_build
 from ragline.store.keyword import BM25Config
 from ragline.store.sqlite import DB_NAME, SQLiteStore, damage_message, is_damage
 from ragline.types import Chunk, Document, FusionMethod, Hit, RetrievalMode
+
+if TYPE_CHECKING:
+    from ragline.answer.types import Answer
 
 DEFAULT_INDEX = Path(".ragline")
 
@@ -75,13 +80,14 @@ class Index:
         config: RaglineConfig | None = None,
         *,
         embedder: Embedder | None = None,
+        reranker: Reranker | None = None,
     ) -> None:
         self.path = Path(path)
         self._given_config = config
         self._embedder = embedder
+        self._reranker = reranker
         self._store: Store | None = None
         self._derived: DerivedIndex | None = None
-        self._row_docs: list[str] | None = None
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -221,23 +227,61 @@ class Index:
         path_prefix: str | None = None,
     ) -> list[Hit]:
         """Search the index; unset arguments take the configured defaults."""
-        params = SearchParams.from_settings(
-            self.config.search, mode=mode, k=k, fusion=fusion, rrf_k=rrf_k, alpha=alpha,
-            depth=depth, where=dict(where or {}), path_prefix=path_prefix)
-        return search(query, params, self._derived_index(), self._open(create=False),
-                      self.embedder)
+        params = self._params(mode=mode, k=k, fusion=fusion, rrf_k=rrf_k, alpha=alpha,
+                              depth=depth, where=dict(where or {}), path_prefix=path_prefix)
+        return search(query, params, self.retriever(params), self._open(create=False),
+                      self.reranker)
 
     @_guarded
     def candidates(
         self, query: str, *, mode: RetrievalMode | str = RetrievalMode.HYBRID, depth: int = 100
     ) -> dict[str, list[tuple[int, float]]]:
-        """Each retriever's ranked (row, score) chunk candidates before fusion (for sweeps).
+        """Each retriever's ranked (row id, score) chunk candidates before fusion (for sweeps).
 
-        Rows index `row_doc_ids()`; fuse them with `ragline.retrieve.search.fuse`.
+        Row ids key `chunk_doc_ids()`; fuse them with `ragline.retrieve.search.fuse`.
         """
-        params = SearchParams(mode=RetrievalMode(mode), k=depth, depth=depth)
-        return candidate_lists(query, params, self._derived_index(), self._open(create=False),
-                               self.embedder)
+        params = self._params(mode=RetrievalMode(mode), k=depth, depth=depth)
+        return candidate_lists(query, depth, self.retriever(params), self._open(create=False),
+                               params)
+
+    @_guarded
+    def rerank_rows(self, query: str, rowids: Sequence[int]) -> list[int]:
+        """These chunk row ids (fused candidates, best first) in the configured reranker's
+        order: it reorders the first `rerank_depth`, the rest follow as given (unchanged when
+        no reranker is configured). What `tune` uses to score a grid point as search would."""
+        import numpy as np
+
+        from ragline.retrieve.base import Ranking
+        from ragline.retrieve.search import hits_for, rerank
+
+        reranker, rows = self.reranker, list(rowids)
+        if isinstance(reranker, NoReranker) or not rows:
+            return rows
+        store = self._open(create=False)
+        head = np.asarray(rows[: reranker.depth], dtype=np.int64)
+        row_of = {item.chunk.id: rowid for rowid, item in store.chunks_by_rowid(
+            head.tolist()).items()}
+        ranking = Ranking.single("fused", (head, np.zeros(len(head), dtype=np.float64)))
+        order = [row_of[hit.chunk.id] for hit in rerank(query, hits_for(ranking, store), reranker)]
+        return order + rows[len(head):]
+
+    def retriever(self, params: SearchParams | None = None) -> Retriever:
+        """The retriever a search with `params` (default: the configured ones) runs."""
+        params = params or self._params()
+        native = self._store_settings().search == "native"
+        return make_retriever(params, None if native else self._derived_index(),
+                              self._open(create=False), self.embedder, native=native)
+
+    @property
+    def reranker(self) -> Reranker:
+        """The reranking stage: the one given, else `[search] reranker` (none by default)."""
+        if self._reranker is None:
+            s = self.config.search
+            self._reranker = make_reranker(s.reranker, s.rerank_depth)
+        return self._reranker
+
+    def _params(self, **overrides: Any) -> SearchParams:
+        return SearchParams.from_settings(self.config.search, **overrides)
 
     @_guarded
     def term_weights(self, text: str) -> list[tuple[str, float]]:
@@ -271,13 +315,9 @@ class Index:
         ensure_built(store, self.path, dim=self.embedder.dim, bm25=self._bm25_config())
 
     @_guarded
-    def row_doc_ids(self) -> list[str]:
-        """The document id of each row of the derived index ("" for a row deleted since)."""
-        derived = self._derived_index()
-        if self._row_docs is None or len(self._row_docs) != derived.size:
-            by_rowid = self._open(create=False).doc_ids_by_rowid()
-            self._row_docs = [by_rowid.get(int(r), "") for r in derived.rowids]
-        return self._row_docs
+    def chunk_doc_ids(self) -> dict[int, str]:
+        """The document id of every chunk, by chunk row id (what `candidates` lists)."""
+        return self._open(create=False).doc_ids_by_rowid()
 
     def _check_embedder(self, store: Store) -> None:
         """Query vectors must come from the model that embedded the chunks."""
@@ -294,7 +334,6 @@ class Index:
         if self._derived is None:
             self._check_embedder(store)
         if self._derived is None or self._derived.generation != store.generation:
-            self._row_docs = None
             self._derived = load_or_build(store, self.path, dim=self.embedder.dim,
                                           bm25=self._bm25_config())
         return self._derived
@@ -305,8 +344,10 @@ class Index:
 
     # -- answers ----------------------------------------------------------------------------
 
-    def ask(self, question: str, **options: Any) -> Any:
-        """Answer `question` from this index with verified citations (see `ragline.answer.pipeline.ask`)."""
+    def ask(self, question: str, **options: Any) -> Answer:
+        """Answer `question` from this index with verified citations; `options` are those of
+        `ragline.answer.pipeline.ask` (declared once, there). Imported on first use: the answer
+        stack (LLM clients, the verifier) is not loaded by a search."""
         from ragline.answer.pipeline import ask
 
         return ask(self, question, **options)

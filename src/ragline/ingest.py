@@ -121,15 +121,16 @@ class Ingestor:
                     for root in (_resolve(p) for p in paths)]
         if self.progress:
             self.progress.start(sum(len(files) for _, files in plan))
-        for root, files in plan:
-            id_root = root.parent
-            seen: set[str] = set()
-            for path in files:
-                seen.add(str(path))
-                self._ingest_file(path, id_root)
-            if prune:
-                self._prune(root, seen)
-        self._flush()
+        with self.store.bulk_ingest():
+            for root, files in plan:
+                id_root = root.parent
+                seen: set[str] = set()
+                for path in files:
+                    seen.add(str(path))
+                    self._ingest_file(path, id_root)
+                if prune:
+                    self._prune(root, seen)
+            self._flush()
         self.summary.seconds["total"] = time.perf_counter() - start
         return self.summary
 
@@ -137,13 +138,14 @@ class Ingestor:
         """Ingest documents built in memory (e.g. a BEIR corpus); unchanged ones are skipped."""
         start = time.perf_counter()
         batch: list[Document] = []
-        for doc in documents:
-            batch.append(doc)
-            if len(batch) >= BATCH_DOCUMENTS:
-                self._queue_documents(batch)
-                batch = []
-        self._queue_documents(batch)
-        self._flush()
+        with self.store.bulk_ingest():
+            for doc in documents:
+                batch.append(doc)
+                if len(batch) >= BATCH_DOCUMENTS:
+                    self._queue_documents(batch)
+                    batch = []
+            self._queue_documents(batch)
+            self._flush()
         self.summary.seconds["total"] = time.perf_counter() - start
         return self.summary
 

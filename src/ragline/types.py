@@ -7,9 +7,9 @@ Frozen dataclasses with explicit fields. Character offsets are always into
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 
 class DocType(enum.StrEnum):
@@ -88,20 +88,47 @@ class FusionMethod(enum.StrEnum):
     MINMAX = "minmax"
 
 
+class Stage(NamedTuple):
+    """What one stage (a retriever, the fusion, a reranker) said of a hit: its 1-based rank in
+    that stage's list and its score there."""
+
+    rank: int
+    score: float
+
+
 @dataclass(frozen=True, slots=True)
 class Hit:
-    """One search result: the chunk, its final score, and each retriever's 1-based rank (None = not found)."""
+    """One search result: the chunk, its final score and rank, and the rank and score of every
+    stage that listed it (`stages`, by stage name, in the order the stages ran; a retriever that
+    did not find the chunk has no entry)."""
 
     chunk: Chunk
     score: float
     rank: int
-    bm25_rank: int | None = None
-    dense_rank: int | None = None
-    bm25_score: float | None = None
-    dense_score: float | None = None
+    stages: Mapping[str, Stage] = field(default_factory=dict)
     doc_title: str = ""
     doc_type: str = ""
     source_path: str | None = None
+
+    def stage(self, name: str) -> Stage | None:
+        return self.stages.get(name)
+
+    @property
+    def bm25_rank(self) -> int | None:
+        return _rank(self.stages.get("bm25"))
+
+    @property
+    def dense_rank(self) -> int | None:
+        return _rank(self.stages.get("dense"))
+
+    @property
+    def bm25_score(self) -> float | None:
+        return _score(self.stages.get("bm25"))
+
+    @property
+    def dense_score(self) -> float | None:
+        """Cosine similarity of the query and the chunk, when a dense retriever listed it."""
+        return _score(self.stages.get("dense"))
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -117,9 +144,19 @@ class Hit:
             "title": self.doc_title,
             "type": self.doc_type,
             "path": self.source_path,
+            "stages": {name: {"rank": s.rank, "score": s.score} for name, s in self.stages.items()},
+            # the two retrievers of the default search, flat (the JSON of earlier versions)
             "bm25_rank": self.bm25_rank,
             "dense_rank": self.dense_rank,
             "bm25_score": self.bm25_score,
             "dense_score": self.dense_score,
             "text": self.chunk.text,
         }
+
+
+def _rank(stage: Stage | None) -> int | None:
+    return None if stage is None else stage.rank
+
+
+def _score(stage: Stage | None) -> float | None:
+    return None if stage is None else stage.score

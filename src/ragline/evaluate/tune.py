@@ -8,8 +8,9 @@ point it picks becomes the default, and the test split is reported once, afterwa
 
 from __future__ import annotations
 
+import functools
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,6 +19,7 @@ from ragline.evaluate.datasets import RetrievalDataset
 from ragline.evaluate.metrics import DEFAULT_MEASURES, evaluate_run, latency_summary
 from ragline.evaluate.retrieval import Say, index_for
 from ragline.evaluate.stats import mean_ci
+from ragline.retrieve.rerank import NoReranker
 from ragline.retrieve.search import SearchParams, fuse
 from ragline.types import FusionMethod, RetrievalMode
 
@@ -97,12 +99,15 @@ def sweep(
     max_depth = max([p.depth for p in points] + [100])
     say(f"retrieving {len(queries)} queries once at depth {max_depth} ...")
     candidates = {qid: index.candidates(text, depth=max_depth) for qid, text in queries.items()}
-    row_docs = index.row_doc_ids()
+    row_docs = index.chunk_doc_ids()
+    reranked = None if isinstance(index.reranker, NoReranker) else index
     sample = list(queries.items())[:latency_sample]
     results = []
     for i, point in enumerate(points, 1):
         say(f"[{i}/{len(points)}] {point.label}")
-        run = {qid: _ranked_run(lists, point, row_docs) for qid, lists in candidates.items()}
+        run = {qid: _ranked_run(lists, point, row_docs, rerank=None if reranked is None
+                                else functools.partial(reranked.rerank_rows, queries[qid]))
+               for qid, lists in candidates.items()}
         scores = evaluate_run(dataset.qrels, run, DEFAULT_MEASURES)
         values = [row[PRIMARY] for row in scores.per_query.values()]
         ci = mean_ci(values, seed=seed)
@@ -114,10 +119,12 @@ def sweep(
 
 
 def _ranked_run(
-    lists: dict[str, list[tuple[int, float]]], point: GridPoint, row_docs: list[str]
+    lists: dict[str, list[tuple[int, float]]], point: GridPoint, row_docs: dict[int, str],
+    rerank: Callable[[list[int]], list[int]] | None = None,
 ) -> dict[str, float]:
     """The document run `ragline search` would produce at this grid point: the same chunk-level
-    fusion (`retrieve.search.fuse`), then each document at its best chunk's rank."""
+    fusion (`retrieve.search.fuse`) and, when one is configured, the same reranker
+    (`Index.rerank_rows`), then each document at its best chunk's rank."""
     wanted = {RetrievalMode.BM25: ("bm25",), RetrievalMode.DENSE: ("dense",)}.get(
         point.mode, ("bm25", "dense"))
     # Single retrievers keep their whole candidate list (so 100 documents can be ranked); fused
@@ -129,8 +136,11 @@ def _ranked_run(
         fusion=point.fusion, rrf_k=point.rrf_k, alpha=point.alpha, depth=point.depth)
     ranked: list[str] = []
     seen: set[str] = set()
-    for row, _score in fuse(cut, params):
-        doc_id = row_docs[row]
+    rows = [row for row, _score in fuse(cut, params)]
+    if rerank is not None:
+        rows = rerank(rows)
+    for row in rows:
+        doc_id = row_docs.get(row, "")
         if doc_id and doc_id not in seen:
             seen.add(doc_id)
             ranked.append(doc_id)

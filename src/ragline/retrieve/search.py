@@ -1,10 +1,11 @@
-"""Search over a derived index: BM25, dense, or a fusion of both."""
+"""Search: a retriever's ranking (filters resolved by the store), then the optional reranker,
+turned into hits once."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import Any, cast
 
 import numpy as np
 import numpy.typing as npt
@@ -12,18 +13,21 @@ import numpy.typing as npt
 from ragline.config import SearchSettings
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, EmptyQuery
-from ragline.retrieve.fusion import (
-    Ranked,
-    as_pairs,
-    as_ranked,
-    minmax_fusion,
-    reciprocal_rank_fusion,
-    top,
+from ragline.retrieve import retrievers
+from ragline.retrieve.base import Ranking, Reranker, Retriever
+from ragline.retrieve.fusion import Ranked, as_pairs, as_ranked
+from ragline.retrieve.rerank import NoReranker
+from ragline.retrieve.retrievers import (
+    BM25Retriever,
+    DenseRetriever,
+    HybridRetriever,
+    NativeSearch,
+    StoreDenseRetriever,
+    StoreKeywordRetriever,
 )
 from ragline.store.base import Store
 from ragline.store.derived import DerivedIndex
-from ragline.store.keyword import Scores
-from ragline.types import FusionMethod, Hit, RetrievalMode
+from ragline.types import FusionMethod, Hit, RetrievalMode, Stage
 
 _DEFAULTS = SearchSettings()  # the defaults live in one place: config.SearchSettings
 _KNOBS = ("mode", "k", "fusion", "rrf_k", "alpha", "depth")
@@ -71,119 +75,110 @@ def _is_int(value: object) -> bool:
 def search(
     query: str,
     params: SearchParams,
-    derived: DerivedIndex,
+    retriever: Retriever,
     store: Store,
-    embedder: Embedder,
+    reranker: Reranker | None = None,
 ) -> list[Hit]:
-    """Rank the index's chunks for `query`; each hit records every retriever's rank."""
-    lists = _candidates(query, params, derived, store, embedder)
-    return _to_hits(_fuse(lists, params), lists, derived, store)
+    """The top `params.k` hits of `retriever` for `query` (after `reranker`, when it is one);
+    each hit records the rank and score every stage gave it."""
+    if not query or not query.strip():
+        raise EmptyQuery("the query is empty: give some words to search for")
+    reranking = reranker is not None and not isinstance(reranker, NoReranker)
+    wanted = max(params.k, reranker.depth) if reranking and reranker else params.k
+    ranking = retriever.rank(query, wanted, allowed_rowids(store, params))
+    hits = hits_for(ranking, store)
+    if reranking and reranker:
+        hits = rerank(query, hits, reranker)
+    return hits[: params.k]
 
 
-def candidate_lists(
-    query: str,
+def make_retriever(
     params: SearchParams,
-    derived: DerivedIndex,
+    derived: DerivedIndex | None,
     store: Store,
     embedder: Embedder,
-) -> dict[str, list[tuple[int, float]]]:
-    """Each retriever's ranked (row, score) candidates, before fusion."""
-    return {name: as_pairs(ranked)
-            for name, ranked in _candidates(query, params, derived, store, embedder).items()}
+    *,
+    native: bool = False,
+) -> Retriever:
+    """The retriever `params.mode` asks for: over the derived search files, or (`native`) the
+    store's own HNSW and full-text indexes."""
+    keyword: Retriever
+    dense: Retriever
+    if native:
+        if not hasattr(store, "dense_candidates"):
+            raise ConfigError('[store] search = "native" needs a store that searches itself '
+                              '(backend = "postgres"); SQLite uses the search files')
+        keyword = StoreKeywordRetriever(cast("NativeSearch", store))
+        dense = StoreDenseRetriever(cast("NativeSearch", store), embedder)
+    else:
+        assert derived is not None
+        keyword, dense = BM25Retriever(derived), DenseRetriever(derived, embedder)
+    if params.mode is RetrievalMode.BM25:
+        return keyword
+    if params.mode is RetrievalMode.DENSE:
+        return dense
+    return HybridRetriever(keyword, dense, fusion=params.fusion, alpha=params.alpha,
+                           rrf_k=params.rrf_k, depth=params.depth)
+
+
+def candidate_lists(query: str, depth: int, retriever: Retriever, store: Store,
+                    params: SearchParams) -> dict[str, list[tuple[int, float]]]:
+    """Each retriever's ranked (row id, score) candidates before fusion (for sweeps)."""
+    if not query or not query.strip():
+        raise EmptyQuery("the query is empty: give some words to search for")
+    ranking = retriever.rank(query, depth, allowed_rowids(store, params))
+    return {name: as_pairs(ranked) for name, ranked in ranking.stages.items()
+            if name != ranking.name or len(ranking.stages) == 1}
 
 
 def fuse(lists: dict[str, list[tuple[int, float]]], params: SearchParams) -> list[tuple[int, float]]:
-    """The final top-k (row, score) list: one retriever's list as is, or the fusion of two."""
-    return as_pairs(_fuse({name: as_ranked(pairs) for name, pairs in lists.items()}, params))
+    """The final top-k (row id, score) list: one retriever's list as is, or the fusion of two
+    (the keyword list weighted 1 - alpha, "dense" alpha), as `HybridRetriever` fuses them."""
+    ranked = {name: as_ranked(pairs) for name, pairs in lists.items()}
+    weights = {name: (params.alpha if name == "dense" else 1.0 - params.alpha) for name in ranked}
+    return as_pairs(retrievers.fuse(ranked, params.fusion, k=params.k, rrf_k=params.rrf_k,
+                                    weights=weights))
 
 
-def _candidates(
-    query: str,
-    params: SearchParams,
-    derived: DerivedIndex,
-    store: Store,
-    embedder: Embedder,
-) -> dict[str, Ranked]:
-    if not query or not query.strip():
-        raise EmptyQuery("the query is empty: give some words to search for")
-    lists: dict[str, Ranked] = {}
-    if derived.size == 0:
-        return lists
-    mask = _filter_mask(derived, store, params)
-    depth = params.k if params.mode is not RetrievalMode.HYBRID else max(params.depth, params.k)
-    if params.mode in (RetrievalMode.BM25, RetrievalMode.HYBRID) and derived.bm25 is not None:
-        lists["bm25"] = _top_rows(derived.bm25.scores(query), mask, depth, positive_only=True)
-    if params.mode in (RetrievalMode.DENSE, RetrievalMode.HYBRID):
-        vector = embedder.embed([query], kind="query")[0]
-        lists["dense"] = _top_rows(derived.vectors.scores(vector), mask, depth)
-    return lists
-
-
-def _fuse(lists: dict[str, Ranked], params: SearchParams) -> Ranked:
-    if not lists:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float64)
-    if len(lists) == 1:
-        rows, scores = next(iter(lists.values()))
-        return rows[: params.k], scores[: params.k]
-    if params.fusion is FusionMethod.RRF:
-        fused = reciprocal_rank_fusion(lists, k=params.rrf_k)
-    else:
-        fused = minmax_fusion(lists, {"dense": params.alpha, "bm25": 1.0 - params.alpha})
-    return top(fused, params.k)
-
-
-def _filter_mask(
-    derived: DerivedIndex, store: Store, params: SearchParams
-) -> npt.NDArray[np.bool_] | None:
+def allowed_rowids(store: Store, params: SearchParams) -> npt.NDArray[np.int64] | None:
+    """The row ids the filters allow (None: no filter)."""
     if not params.where and params.path_prefix is None:
         return None
-    allowed = np.asarray(store.rowids_matching(params.where, params.path_prefix), dtype=np.int64)
-    return np.isin(derived.rowids, allowed)
+    return np.asarray(store.rowids_matching(params.where, params.path_prefix), dtype=np.int64)
 
 
-def _top_rows(
-    scores: Scores, mask: npt.NDArray[np.bool_] | None, depth: int, *, positive_only: bool = False
-) -> Ranked:
-    """Row positions of the `depth` best scores (stable order: score desc, then position)."""
-    if mask is not None:
-        scores = np.where(mask, scores, -np.inf)
-    valid = scores > 0 if positive_only else np.isfinite(scores)
-    candidates = np.flatnonzero(valid)
-    if candidates.size > depth:
-        part = np.argpartition(-scores[candidates], depth - 1)[:depth]
-        candidates = candidates[part]
-    picked = scores[candidates].astype(np.float64)
-    order = np.lexsort((candidates, -picked))
-    return candidates[order].astype(np.int64), picked[order]
-
-
-def _to_hits(
-    ranked: Ranked, lists: dict[str, Ranked], derived: DerivedIndex, store: Store
-) -> list[Hit]:
-    """Hits for the fused top-k only: k chunks fetched, each retriever's rank looked up."""
-    rows, scores = ranked
-    ranks = {name: _ranks_of(rows, candidates) for name, candidates in lists.items()}
-    rowids = derived.rowids[rows].tolist()
-    stored = store.chunks_by_rowid(rowids)
-    hits = []
-    for position, (row, score) in enumerate(zip(rows.tolist(), scores.tolist(), strict=True),
-                                            start=1):
-        item = stored.get(rowids[position - 1])
-        if item is None:  # deleted since the derived index was built
+def hits_for(ranking: Ranking, store: Store) -> list[Hit]:
+    """Hits for a ranking's final list only (those chunks fetched), with every stage's rank
+    and score of each; a chunk deleted since the ranking was made is left out."""
+    rowids, scores = ranking.final
+    wanted = rowids.tolist()
+    stored = store.chunks_by_rowid(wanted)
+    stages = {name: _ranks_of(wanted, ranked) for name, ranked in ranking.stages.items()}
+    hits: list[Hit] = []
+    for rowid, score in zip(wanted, scores.tolist(), strict=True):
+        item = stored.get(rowid)
+        if item is None:
             continue
-        bm25 = ranks.get("bm25", {}).get(row)
-        dense = ranks.get("dense", {}).get(row)
         hits.append(Hit(
-            chunk=item.chunk, score=score, rank=position,
-            bm25_rank=bm25[0] if bm25 else None, bm25_score=bm25[1] if bm25 else None,
-            dense_rank=dense[0] if dense else None, dense_score=dense[1] if dense else None,
+            chunk=item.chunk, score=score, rank=len(hits) + 1,
+            stages={name: at[rowid] for name, at in stages.items() if rowid in at},
             doc_title=item.doc_title, doc_type=item.doc_type, source_path=item.source_path,
         ))
     return hits
 
 
-def _ranks_of(rows: npt.NDArray[np.int64], candidates: Ranked) -> dict[int, tuple[int, float]]:
-    """(1-based rank, score) in `candidates` of each of `rows` that it holds."""
-    listed, scores = candidates
+def rerank(query: str, hits: list[Hit], reranker: Reranker) -> list[Hit]:
+    """`reranker`'s order of `hits`, renumbered, each with the reranker's stage recorded."""
+    chosen = reranker.rerank(query, hits)
+    given = {hit.chunk.id for hit in hits}
+    if any(hit.chunk.id not in given for hit in chosen):
+        raise ConfigError(f"reranker {reranker.name!r} returned a hit it was not given")
+    return [replace(hit, rank=i, stages={**hit.stages, reranker.name: Stage(i, hit.score)})
+            for i, hit in enumerate(chosen, start=1)]
+
+
+def _ranks_of(rowids: list[int], ranked: Ranked) -> dict[int, Stage]:
+    """The Stage (1-based rank, score) in `ranked` of each of `rowids` that it holds."""
+    listed, scores = ranked
     at = {row: i for i, row in enumerate(listed.tolist())}
-    return {row: (at[row] + 1, float(scores[at[row]])) for row in rows.tolist() if row in at}
+    return {row: Stage(at[row] + 1, float(scores[at[row]])) for row in rowids if row in at}

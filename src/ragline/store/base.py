@@ -13,6 +13,9 @@ The contract, whatever the backend:
 - chunks have integer row ids, unique among the chunks present and stable while a chunk
   exists, ascending in insertion order (a freed id may come back: SQLite reuses them);
 - `chunk_snapshot` reads every chunk's row id, vector and text from one consistent snapshot;
+- `bulk_ingest` wraps one ingest run, so a store can defer index maintenance to its end
+  (PostgreSQL builds HNSW once after a first load); whatever it defers, a failed run must leave
+  the data complete and searchable;
 - an index written by a newer schema is refused (`IndexVersionError`), and vectors of another
   dimension than the index's are refused with both dimensions named (`ConfigError`).
 """
@@ -135,6 +138,8 @@ class Store(Protocol):
     def chunks_by_rowid(self, rowids: Sequence[int]) -> dict[int, StoredChunk]: ...
 
     def chunk_snapshot(self, dim: int) -> AbstractContextManager[Snapshot]: ...
+
+    def bulk_ingest(self) -> AbstractContextManager[None]: ...
 
     def rowids_matching(
         self, where: dict[str, str | Sequence[str]], path_prefix: str | None) -> list[int]: ...

@@ -44,6 +44,8 @@ from ragline.store.base import (
 from ragline.types import Chunk, Document
 
 SCHEMA_VERSION = 1
+HNSW_INDEX = "chunks_embedding_hnsw"  # built by `build_hnsw`, not with the tables
+HNSW_BUILD_MEMORY = "256MB"  # maintenance_work_mem for the build: the graph fits, no spill
 PASSWORD_ENV = "RAGLINE_PG_PASSWORD"
 _NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
@@ -78,7 +80,6 @@ CREATE TABLE {s}.chunks (
     tsv tsvector GENERATED ALWAYS AS (to_tsvector('english', text)) STORED
 );
 CREATE INDEX ON {s}.chunks (doc_id);
-CREATE INDEX ON {s}.chunks USING hnsw (embedding vector_cosine_ops);
 CREATE INDEX ON {s}.chunks USING gin (tsv);
 CREATE TABLE {s}.files (
     path TEXT PRIMARY KEY,
@@ -188,6 +189,8 @@ class PostgresStore:
             for statement in _TABLES.format(s=self.schema, dim=int(dim)).split(";"):
                 if statement.strip():
                     self._conn.execute(statement)
+            self._conn.execute(f"CREATE INDEX {HNSW_INDEX} ON {self.schema}.chunks"
+                               " USING hnsw (embedding vector_cosine_ops)")
             self._conn.execute(
                 f"INSERT INTO {self.schema}.meta(key, value) VALUES ('schema_version', %s),"
                 " ('generation', '0'), ('dim', %s), ('store_id', %s)",
@@ -246,9 +249,10 @@ class PostgresStore:
                 raise ConfigError(f"embeddings of dimension {width} do not fit this index's "
                                   f"vector({self.dim}) column")
         with self._write() as conn:
-            for doc, chunks, vectors in items:
-                conn.execute(f"DELETE FROM {s}.chunks WHERE doc_id = %s", (doc.id,))
-                conn.execute(
+            conn.execute(f"DELETE FROM {s}.chunks WHERE doc_id = ANY(%s)",
+                         ([doc.id for doc, _, _ in items],))
+            with conn.cursor() as cursor:
+                cursor.executemany(
                     f"INSERT INTO {s}.documents(id, source_path, title, doc_type, modified,"
                     " content_hash, settings, text, headings, metadata, ingested_at)"
                     " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
@@ -258,21 +262,54 @@ class PostgresStore:
                     " settings = EXCLUDED.settings, text = EXCLUDED.text,"
                     " headings = EXCLUDED.headings, metadata = EXCLUDED.metadata,"
                     " ingested_at = EXCLUDED.ingested_at",
-                    (doc.id, doc.source_path, doc.title, doc.doc_type.value, doc.modified,
-                     doc.content_hash, settings, _clean(doc.text),
-                     json.dumps([[h.start, h.level, h.title] for h in doc.headings]),
-                     _clean(json.dumps(doc.metadata, default=str)), now))
-                with conn.cursor() as cursor:
-                    cursor.executemany(
-                        f"INSERT INTO {s}.chunks(id, doc_id, ordinal, start_offset, end_offset,"
-                        " text, heading_path, token_count, pages, embedding)"
-                        " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
-                        [(c.id, c.doc_id, c.ordinal, c.start, c.end, _clean(c.text),
-                          json.dumps(list(c.heading_path)), c.token_count,
-                          json.dumps(list(c.pages)), np.asarray(v, dtype=np.float32))
-                         for c, v in zip(chunks, vectors, strict=True)])
+                    [(doc.id, doc.source_path, doc.title, doc.doc_type.value, doc.modified,
+                      doc.content_hash, settings, _clean(doc.text),
+                      json.dumps([[h.start, h.level, h.title] for h in doc.headings]),
+                      _clean(json.dumps(doc.metadata, default=str)), now)
+                     for doc, _, _ in items])
+                # COPY, not INSERT: one stream for every chunk of the batch (~4x faster here)
+                with cursor.copy(
+                        f"COPY {s}.chunks(id, doc_id, ordinal, start_offset, end_offset, text,"
+                        " heading_path, token_count, pages, embedding) FROM STDIN") as copy:
+                    for _doc, chunks, vectors in items:
+                        for c, v in zip(chunks, vectors, strict=True):
+                            copy.write_row((c.id, c.doc_id, c.ordinal, c.start, c.end,
+                                            _clean(c.text), json.dumps(list(c.heading_path)),
+                                            c.token_count, json.dumps(list(c.pages)),
+                                            np.asarray(v, dtype=np.float32)))
             for path, state in files:
                 self._put_file(conn, path, state)
+
+    @contextmanager
+    def bulk_ingest(self) -> Iterator[None]:
+        """An ingest run. Into an empty index (or one whose HNSW index a bulk ingest left
+        unbuilt), the HNSW index is dropped while it writes and built once at the end, which is
+        several times faster than maintaining it row by row. A run that fails leaves it
+        unbuilt: dense search is then exact (a sequential scan, same results, slower) until
+        the next ingest, which resumes in bulk mode and builds it."""
+        built = self._hnsw_indexes()
+        bulk = not built or self.count_chunks() == 0
+        if bulk:
+            with self._conn.transaction():
+                for name in built:
+                    self._conn.execute(f"DROP INDEX IF EXISTS {self.schema}.{name}")
+        yield
+        if bulk:
+            self.build_hnsw()
+
+    def build_hnsw(self) -> None:
+        """Build the HNSW index over the embeddings if it is missing."""
+        with self._conn.transaction():
+            self._conn.execute(f"SET LOCAL maintenance_work_mem = '{HNSW_BUILD_MEMORY}'")
+            self._conn.execute(f"CREATE INDEX IF NOT EXISTS {HNSW_INDEX} ON {self.schema}.chunks"
+                               " USING hnsw (embedding vector_cosine_ops)")
+
+    def _hnsw_indexes(self) -> list[str]:
+        """The HNSW indexes on the chunks (one; an index made before they were named counts)."""
+        rows = self._conn.execute(
+            "SELECT indexname FROM pg_indexes WHERE schemaname = %s AND tablename = 'chunks'"
+            " AND indexdef LIKE '%%USING hnsw%%'", (self.schema,)).fetchall()
+        return [str(name) for (name,) in rows]
 
     def record_files(self, files: Sequence[tuple[str, FileState]]) -> None:
         if not files:
@@ -451,28 +488,45 @@ class PostgresStore:
     # -- retrievers in SQL --------------------------------------------------------------------
 
     def dense_candidates(self, query: npt.NDArray[np.float32], depth: int, *,
+                         allowed: npt.NDArray[np.int64] | None = None,
                          ef_search: int = 100) -> list[tuple[int, float]]:
         """The `depth` nearest chunks by cosine similarity through the HNSW index
-        (approximate; `ef_search` trades recall for speed): (row id, similarity)."""
+        (approximate; `ef_search` trades recall for speed): (row id, similarity). With
+        `allowed` (filtered row ids), pgvector's iterative scan keeps walking the graph until
+        `depth` allowed chunks are found, in strict distance order."""
+        where, params = self._allowed(allowed)
         with self._conn.transaction():
             self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(depth))}")
+            if allowed is not None:
+                self._conn.execute("SET LOCAL hnsw.iterative_scan = strict_order")
+            vector = np.asarray(query, dtype=np.float32)
             rows = self._conn.execute(
-                f"SELECT rowid, 1 - (embedding <=> %s) FROM {self.schema}.chunks"
+                f"SELECT rowid, 1 - (embedding <=> %s) FROM {self.schema}.chunks{where}"
                 " ORDER BY embedding <=> %s LIMIT %s",
-                (np.asarray(query, dtype=np.float32),) * 2 + (int(depth),)).fetchall()
+                (vector, *params, vector, int(depth))).fetchall()
         return [(int(r), float(score)) for r, score in rows]
 
-    def keyword_candidates(self, query: str, depth: int) -> list[tuple[int, float]]:
+    def keyword_candidates(self, query: str, depth: int, *,
+                           allowed: npt.NDArray[np.int64] | None = None
+                           ) -> list[tuple[int, float]]:
         """PostgreSQL full-text search (English stemming, any query term; `ts_rank_cd`):
-        (row id, rank)."""
+        (row id, rank), only `allowed` row ids when given."""
         terms = " | ".join(re.findall(r"[^\W_]+", query.lower())[:64])
         if not terms:
             return []
+        where, params = self._allowed(allowed)
         rows = self._conn.execute(
             f"SELECT rowid, ts_rank_cd(tsv, q) FROM {self.schema}.chunks,"
-            " to_tsquery('english', %s) q WHERE tsv @@ q ORDER BY 2 DESC, rowid LIMIT %s",
-            (terms, int(depth))).fetchall()
+            f" to_tsquery('english', %s) q WHERE tsv @@ q{where.replace(' WHERE', ' AND')}"
+            " ORDER BY 2 DESC, rowid LIMIT %s",
+            (terms, *params, int(depth))).fetchall()
         return [(int(r), float(score)) for r, score in rows]
+
+    @staticmethod
+    def _allowed(allowed: npt.NDArray[np.int64] | None) -> tuple[str, tuple[Any, ...]]:
+        if allowed is None:
+            return "", ()
+        return " WHERE rowid = ANY(%s)", ([int(r) for r in allowed],)
 
 
 def _decoded(value: Any) -> Any:

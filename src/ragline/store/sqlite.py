@@ -19,6 +19,7 @@ from typing import Any
 
 import numpy as np
 
+from ragline import _sqlite
 from ragline.errors import IndexDamaged, IndexNotFound, IndexVersionError
 from ragline.store.base import (
     DOCUMENT_COLUMNS,
@@ -95,13 +96,14 @@ class SQLiteStore:
                     f"no ragline index at {index_dir} (run `ragline ingest PATH --index {index_dir}` first)"
                 )
             index_dir.mkdir(parents=True, exist_ok=True)
-        self._conn = sqlite3.connect(self.path, timeout=60.0, isolation_level=None,
-                                     check_same_thread=False)
         try:
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute("PRAGMA foreign_keys=ON")
-            self._conn.execute("PRAGMA busy_timeout=60000")
+            self._conn = _sqlite.connect(self.path, timeout=60.0, autocommit=True,
+                                         foreign_keys=True)
+        except sqlite3.DatabaseError as exc:
+            raise IndexVersionError(
+                f"{self.path} is not a ragline index ({exc}); point --index at another folder"
+            ) from exc
+        try:
             self._init_schema()
         except sqlite3.DatabaseError as exc:
             self._conn.close()
@@ -398,6 +400,11 @@ class SQLiteStore:
         while rows := cursor.fetchmany(SNAPSHOT_BLOCK):
             block = np.frombuffer(b"".join(row[0] for row in rows), dtype=np.float32)
             yield block.reshape(len(rows), dim)
+
+    @contextmanager
+    def bulk_ingest(self) -> Iterator[None]:
+        """An ingest run: SQLite keeps no index that is cheaper to build afterwards."""
+        yield
 
     def rowids_matching(
         self, where: dict[str, str | Sequence[str]], path_prefix: str | None

@@ -1,0 +1,125 @@
+"""The `Reranker` contract (`ragline.retrieve.base`) and its one wiring into search, ask, tune.
+
+Every reranker ragline ships is in `RERANKERS`; the reversing one is a test double that makes
+the stage's effect visible (a trained cross-encoder, issue #11, joins the list).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ragline.errors import ConfigError
+from ragline.retrieve.base import Reranker
+from ragline.retrieve.rerank import NoReranker, make_reranker, register_reranker
+from ragline.types import Hit
+
+
+class Reverse:
+    """Puts the retrieved order upside down, scoring by position."""
+
+    name = "reverse"
+
+    def __init__(self, depth: int = 5) -> None:
+        self.depth = depth
+        self.seen: list[int] = []
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+        self.seen.append(len(hits))
+        return [replace(h, score=float(len(hits) - i)) for i, h in enumerate(reversed(hits))]
+
+
+RERANKERS = [NoReranker(), Reverse()]
+
+
+@pytest.fixture
+def index(tmp_path: Path, embedder: Any) -> Any:
+    from ragline import Index
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for i, topic in enumerate(["planets and moons", "bread and yeast", "rice and stock",
+                               "rivers and lakes", "trains and rails", "planet orbits"]):
+        (corpus / f"n{i}.md").write_text(f"# Note {i}\n\nThis note is about {topic}.\n")
+    built = Index(tmp_path / "index", embedder=embedder)
+    built.ingest(corpus)
+    yield built
+    built.close()
+
+
+@pytest.mark.parametrize("reranker", RERANKERS, ids=lambda r: r.name)
+def test_a_reranker_returns_only_hits_it_was_given(reranker: Reranker, index: Any) -> None:
+    assert isinstance(reranker, Reranker)
+    hits = index.search("planet", k=6)
+    reordered = reranker.rerank("planet", hits)
+    assert {h.chunk.id for h in reordered} <= {h.chunk.id for h in hits}
+    assert len({h.chunk.id for h in reordered}) == len(reordered)
+
+
+def test_no_reranker_is_the_default_and_changes_nothing(index: Any) -> None:
+    assert isinstance(index.reranker, NoReranker)
+    hits = index.search("planet", k=3)
+    assert all("none" not in h.stages for h in hits)
+
+
+def test_search_hands_the_reranker_its_depth_and_records_its_stage(
+        tmp_path: Path, embedder: Any, index: Any) -> None:
+    from ragline import Index
+
+    plain = index.search("planet", k=6)
+    reverse = Reverse(depth=6)
+    with Index(index.path, embedder=embedder, reranker=reverse) as reranked_index:
+        reranked = reranked_index.search("planet", k=2)
+    assert reverse.seen == [6]  # it saw rerank_depth hits, the search returned k
+    assert [h.chunk.id for h in reranked] == [h.chunk.id for h in plain[::-1][:2]]
+    assert [h.rank for h in reranked] == [1, 2]
+    assert [h.stages["reverse"].rank for h in reranked] == [1, 2]
+    assert reranked[0].stages["hybrid"].rank == 6  # and what retrieval said of it, kept
+
+
+def test_a_reranker_that_invents_a_hit_is_refused(index: Any, embedder: Any) -> None:
+    from ragline import Index
+
+    class Inventing(Reverse):
+        name = "inventing"
+
+        def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+            return [replace(hits[0], chunk=replace(hits[0].chunk, id="made-up"))]
+
+    with (Index(index.path, embedder=embedder, reranker=Inventing()) as bad,
+          pytest.raises(ConfigError, match="not given")):
+        bad.search("planet")
+
+
+def test_a_reranker_is_chosen_by_name_in_the_config(index: Any, embedder: Any,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    from ragline import Index
+    from ragline.config import RaglineConfig
+    from ragline.retrieve import rerank
+
+    monkeypatch.setattr(rerank, "_REGISTRY", dict(rerank._REGISTRY))  # this test's names only
+    register_reranker("reverse", lambda depth: Reverse(depth))
+    assert isinstance(make_reranker("reverse", 7), Reverse)
+    with pytest.raises(ConfigError, match=r"'nope' is not a known reranker \(known: .*none"):
+        make_reranker("nope", 5)
+    config = RaglineConfig.model_validate({"search": {"reranker": "reverse", "rerank_depth": 6}})
+    with Index(index.path, config, embedder=embedder) as reranked_index:
+        assert reranked_index.reranker.depth == 6
+        hits = reranked_index.search("planet", k=6)
+        assert all("reverse" in h.stages for h in hits)
+        # tune and eval score a grid point as search would: the same stage, by row id
+        rows = [rowid for rowid, _ in reranked_index.candidates("planet", mode="bm25", depth=6)["bm25"]]
+        assert reranked_index.rerank_rows("planet", rows) == rows[:6][::-1] + rows[6:]
+
+
+def test_ask_answers_from_the_reranked_hits(index: Any, embedder: Any) -> None:
+    from ragline import Index
+
+    reverse = Reverse(depth=6)
+    with Index(index.path, embedder=embedder, reranker=reverse) as reranked_index:
+        reranked_index.ask("What is a planet?", extractive=True, k=3)
+    assert reverse.seen == [6]
