@@ -509,3 +509,29 @@ def test_postgres_killed_ingest_resumes_without_duplicates_or_losses(
     with psycopg.connect(dsn, password=password) as conn:
         assert conn.execute("SELECT count(*) FROM pg_indexes WHERE schemaname = %s AND "
                             "indexdef LIKE '%%USING hnsw%%'", (schema,)).fetchone()[0] == 1
+
+
+def test_postgres_doctor_checks_the_server_and_rebuilds_a_missing_hnsw_index(
+        tmp_path: Path, embedder: Any, request: pytest.FixtureRequest) -> None:
+    from ragline import Index
+    from ragline.config import RaglineConfig
+    from ragline.store.doctor import OK, PROBLEM, REPAIRED, diagnose
+    from ragline.store.postgres import HNSW_INDEX
+
+    config = _index_config("postgres", request)
+    (tmp_path / "a.md").write_text("# A\n\nSome text about a topic.\n")
+    with Index(tmp_path / "index", config, embedder=embedder) as index:
+        index.ingest(tmp_path / "a.md")
+        index._open(create=False)._conn.execute(  # as an interrupted first ingest leaves it
+            f"DROP INDEX {config.store.schema_name}.{HNSW_INDEX}")
+    found = {f.check: f for f in diagnose(tmp_path / "index", config=config).findings}
+    assert found["database"].status == OK and "1 chunks" in found["database"].detail
+    assert found["HNSW index"].status == PROBLEM and "--repair" in found["HNSW index"].fix
+    repaired = diagnose(tmp_path / "index", config=config, repair=True)
+    assert {f.check: f.status for f in repaired.findings}["HNSW index"] == REPAIRED
+    assert diagnose(tmp_path / "index", config=config).healthy
+
+    down = RaglineConfig.model_validate({"store": {
+        "backend": "postgres", "dsn": "postgresql://ragline@127.0.0.1:9/postgres"}})
+    report = diagnose(tmp_path / "index", config=down)
+    assert not report.healthy and "127.0.0.1:9" in report.findings[0].detail

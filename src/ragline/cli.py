@@ -291,15 +291,17 @@ def stats(index: IndexOption = DEFAULT_INDEX, json_output: JsonOption = False) -
 @app.command()
 def doctor(
     index: IndexOption = DEFAULT_INDEX,
+    config: ConfigOption = None,
     repair: Annotated[bool, typer.Option(
         help="Rebuild damaged search files, salvage a damaged database (the damaged file is "
              "kept), clear stale records.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Check an index (SQLite integrity, vectors, search files, failures, lock); exit 1 if broken."""
+    """Check an index (SQLite integrity or the PostgreSQL server and its HNSW index, vectors,
+    search files, failures, lock); exit 1 if broken."""
     from ragline.store.doctor import PROBLEM, REPAIRED, diagnose
 
-    report = diagnose(index, repair=repair)
+    report = diagnose(index, repair=repair, config=_config(config))
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:

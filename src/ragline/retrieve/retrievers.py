@@ -87,7 +87,7 @@ class StoreDenseRetriever:
 class StoreKeywordRetriever:
     """The store's full-text search (PostgreSQL `tsvector`, `ts_rank_cd`)."""
 
-    name = "fulltext"
+    name = "bm25"
 
     def __init__(self, store: NativeSearch) -> None:
         self._store = store

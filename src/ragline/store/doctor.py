@@ -1,5 +1,9 @@
 """`ragline doctor`: check an index folder and repair what can be repaired.
 
+On PostgreSQL (`--config` with a postgres `[store]`): the server is reachable and the schema
+current, the HNSW index is built (an interrupted first ingest leaves it to be built), then the
+search files, failures and lock as below.
+
 Checks, in order: SQLite's own `PRAGMA integrity_check`; every chunk's embedding has the index's
 dimension; the derived search files of the current generation match their checksums; recorded
 failures still name files that exist; the write lock's owner is alive.
@@ -22,9 +26,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragline.store import derived
+from ragline.store.base import Store
 from ragline.store.sqlite import DB_NAME, SQLiteStore
+
+if TYPE_CHECKING:
+    from ragline.config import RaglineConfig
+    from ragline.store.postgres import PostgresStore
 
 OK, PROBLEM, REPAIRED = "ok", "problem", "repaired"
 _TABLES = ("meta", "documents", "chunks", "files", "failures")
@@ -52,8 +62,12 @@ class Report:
                 "findings": [asdict(f) for f in self.findings]}
 
 
-def diagnose(index_dir: Path, *, repair: bool = False) -> Report:
-    """Check the index at `index_dir`; with `repair`, fix what can be fixed and say what was."""
+def diagnose(index_dir: Path, *, repair: bool = False,
+             config: RaglineConfig | None = None) -> Report:
+    """Check the index at `index_dir`; with `repair`, fix what can be fixed and say what was.
+    With a `config` whose `[store]` is PostgreSQL, the database checked is that server's."""
+    if config is not None and config.store.backend == "postgres":
+        return _diagnose_postgres(index_dir, config, repair)
     report = Report(str(index_dir))
     db = index_dir / DB_NAME
     if not db.exists():
@@ -73,8 +87,8 @@ def diagnose(index_dir: Path, *, repair: bool = False) -> Report:
     store = SQLiteStore(index_dir)
     try:
         report.findings.append(_check_embeddings(store))
-        report.findings.append(_check_derived(store, repair))
-        report.findings.append(_check_failures(store, repair))
+        report.findings.append(_check_derived(store, index_dir, repair, config))
+        report.findings.append(_check_failures(store, index_dir, repair))
     finally:
         store.close()
     report.findings.append(_check_lock(index_dir, repair))
@@ -110,8 +124,49 @@ def _check_embeddings(store: SQLiteStore) -> Finding:
                    "ingest into a new --index folder (the embedding cache makes it quick)")
 
 
-def _check_derived(store: SQLiteStore, repair: bool) -> Finding:
-    folder = store.index_dir / "derived" / f"g{store.generation}"
+def _diagnose_postgres(index_dir: Path, config: RaglineConfig, repair: bool) -> Report:
+    """The server keeps its own files sound (WAL, page checksums): what is checked is that the
+    index is reachable and current, its HNSW index built, its search files, failures, lock."""
+    from ragline.errors import RaglineError
+    from ragline.store.postgres import PostgresStore, describe_dsn
+
+    settings = config.store
+    where = f"{describe_dsn(settings.dsn or '')}, schema {settings.schema_name}"
+    report = Report(f"{index_dir} ({where})")
+    try:
+        store = PostgresStore(settings.dsn or "", schema=settings.schema_name,
+                              password_env=settings.password_env)
+    except RaglineError as exc:
+        report.findings.append(Finding("database", PROBLEM, str(exc),
+                                       "fix the [store] settings or start the server, then "
+                                       "run doctor again"))
+        return report
+    try:
+        report.findings.append(Finding("database", OK, f"PostgreSQL reachable at {where}; "
+                                       f"{store.count_chunks()} chunks of {store.dim} dimensions"))
+        report.findings.append(_check_hnsw(store, repair))
+        report.findings.append(_check_derived(store, index_dir, repair, config))
+        report.findings.append(_check_failures(store, index_dir, repair))
+    finally:
+        store.close()
+    report.findings.append(_check_lock(index_dir, repair))
+    return report
+
+
+def _check_hnsw(store: PostgresStore, repair: bool) -> Finding:
+    if store._hnsw_indexes():
+        return Finding("HNSW index", OK, "built")
+    if repair:
+        store.build_hnsw()
+        return Finding("HNSW index", REPAIRED, "was missing (an interrupted first ingest); built")
+    return Finding("HNSW index", PROBLEM,
+                   "missing (an interrupted first ingest): native dense search scans every row",
+                   "ragline doctor --repair (or the next ingest builds it)")
+
+
+def _check_derived(store: Store, index_dir: Path, repair: bool,
+                   config: RaglineConfig | None) -> Finding:
+    folder = index_dir / "derived" / f"g{store.generation}"
     why = derived.check(folder)
     if why is None:
         return Finding("search files", OK, f"{folder.name} matches its checksums")
@@ -119,16 +174,16 @@ def _check_derived(store: SQLiteStore, repair: bool) -> Finding:
         return Finding("search files", OK, "not built yet: the next search builds them")
     if not repair:
         return Finding("search files", PROBLEM, f"{folder.name} {why}",
-                       f"ragline doctor --repair --index {store.index_dir} (or any search)")
+                       f"ragline doctor --repair --index {index_dir} (or any search)")
     from ragline.index import Index  # the settings the index was built with, one way
 
     shutil.rmtree(folder, ignore_errors=True)
-    with Index(store.index_dir) as index:
+    with Index(index_dir, config) as index:
         index.build_search_files()
     return Finding("search files", REPAIRED, f"{folder.name} was {why}; rebuilt from SQLite")
 
 
-def _check_failures(store: SQLiteStore, repair: bool) -> Finding:
+def _check_failures(store: Store, index_dir: Path, repair: bool) -> Finding:
     failures = store.failures()
     gone = [path for path, _, _ in failures if not os.path.lexists(path.rsplit(":", 1)[0])
             and not os.path.lexists(path)]
@@ -136,9 +191,9 @@ def _check_failures(store: SQLiteStore, repair: bool) -> Finding:
         return Finding("failures", OK, f"{len(failures)} recorded, all for existing files")
     if not repair:
         return Finding("failures", PROBLEM, f"{len(gone)} recorded failures name vanished files",
-                       f"ragline doctor --repair --index {store.index_dir}")
-    with store.transaction() as conn:
-        conn.executemany("DELETE FROM failures WHERE path = ?", [(p,) for p in gone])
+                       f"ragline doctor --repair --index {index_dir}")
+    for path in gone:
+        store.clear_failures(path)
     return Finding("failures", REPAIRED, f"cleared {len(gone)} failures of vanished files")
 
 
