@@ -154,3 +154,33 @@ def test_tune_writes_the_best_point_as_a_configuration(tmp_path: Path, beir: Pat
     tuned = load_config(written)
     assert written.read_text().startswith("# Written by `ragline tune retrieval`")
     assert {k: getattr(tuned.search, k) for k in best} == best
+
+
+def test_the_python_api_runs_records_compares_and_gates_as_the_cli_does(beir: Path) -> None:
+    from ragline.config import RaglineConfig
+    from ragline.evaluate import evaluate_retrieval
+
+    bm25 = RaglineConfig.model_validate({"name": "bm25", "search": {"mode": "bm25"}})
+    hybrid = RaglineConfig.model_validate({"name": "hybrid"})
+    first = evaluate_retrieval(beir, [bm25, hybrid])
+    assert [r.name for r in first.results] == ["bm25", "hybrid"]
+    assert first.results[0].means["nDCG@10"] > 0.9 and len(first.comparisons) == 1
+    with RunRegistry() as registry:
+        assert registry.get_run(first.run_id).info.status.value == "complete"
+    shuffled = evaluate_retrieval(beir, [bm25], split="shuffled", baseline=first.run_id)
+    assert not shuffled.passed and shuffled.gate_failures  # the labels moved: far worse
+    assert shuffled.to_dict()["gate"]["passed"] is False
+
+
+def test_a_failed_evaluation_is_discarded_not_left_running(beir: Path, monkeypatch: pytest.MonkeyPatch
+                                                            ) -> None:
+    from ragline.evaluate import evaluate_retrieval, experiment
+
+    def broken(*_args: object, **_kwargs: object) -> None:
+        raise RuntimeError("the model crashed")
+
+    monkeypatch.setattr(experiment, "evaluate_config", broken)
+    with pytest.raises(RuntimeError):
+        evaluate_retrieval(beir, [])
+    with RunRegistry() as registry:
+        assert registry.list_runs()[0].status.value != "running"

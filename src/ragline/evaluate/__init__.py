@@ -15,6 +15,12 @@ from ragline.evaluate.datasets import (
     load_hotpotqa,
     load_qa_jsonl,
 )
+from ragline.evaluate.experiment import (
+    RetrievalExperiment,
+    against_baseline,
+    evaluate_retrieval,
+    recorded_run,
+)
 from ragline.evaluate.gate import GateResult, regression_gate
 from ragline.evaluate.manifest import Manifest, build_manifest, config_hash
 from ragline.evaluate.metrics import (
@@ -56,14 +62,17 @@ __all__ = [
     "QueryResult",
     "ReportData",
     "RetrievalDataset",
+    "RetrievalExperiment",
     "RetrievalScores",
     "RunRecord",
     "RunRegistry",
     "RunStatus",
     "Verdict",
+    "against_baseline",
     "build_manifest",
     "compare_paired",
     "config_hash",
+    "evaluate_retrieval",
     "evaluate_run",
     "fetch_beir",
     "holm",
@@ -76,6 +85,7 @@ __all__ = [
     "min_detectable_effect",
     "paired_bootstrap_ci",
     "paired_permutation_test",
+    "recorded_run",
     "regression_gate",
     "report_data_from_runs",
     "run_from_hits",

@@ -35,6 +35,7 @@ from ragline.evaluate.answers import (
 from ragline.evaluate.cli import _configs, _models
 from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.datasets import QADataset
+from ragline.evaluate.experiment import recorded_run
 from ragline.evaluate.judge import CorrectnessJudge, JudgeMode
 from ragline.evaluate.manifest import build_manifest
 from ragline.evaluate.registry import QueryResult, RunRegistry
@@ -172,16 +173,12 @@ def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
              "ragline": __version__},
             data.hash, models, seed,
         )
-        run_id = registry.start_run("answers", data.name, manifest)
-        try:
+        with recorded_run(registry, "answers", data.name, manifest) as run_id:
             runs = [_run_config(registry, run_id, data, items, c, settings, models_, seed, say)
                     for c in configs]
-        except BaseException:
-            registry.discard_run(run_id, "interrupted or failed before all configurations finished")
-            raise
-        summary = {r.name: _config_summary(r) for r in runs}
-        comparisons = _compare(runs, seed)
-        registry.finish_run(run_id, {"settings": settings, "configs": summary})
+            summary = {r.name: _config_summary(r) for r in runs}
+            comparisons = _compare(runs, seed)
+            registry.finish_run(run_id, {"settings": settings, "configs": summary})
     return {"run_id": run_id, "dataset": data.name, "questions": len(items),
             "settings": settings, "configs": summary, "comparisons": comparisons,
             "manifest": manifest.to_dict(), "runs": runs, "seed": seed}

@@ -11,17 +11,14 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from ragline import __version__
 from ragline.config import RaglineConfig, load_config, to_toml
 from ragline.evaluate.commands import _comparison_table
-from ragline.evaluate.gate import regression_gate
-from ragline.evaluate.manifest import build_manifest
+from ragline.evaluate.experiment import RETRIEVAL_METRICS, evaluate_retrieval
 from ragline.evaluate.metrics import metric_label
-from ragline.evaluate.registry import QueryResult, RunRegistry
 from ragline.evaluate.report import ConfigResult as ReportConfig
 from ragline.evaluate.report import ReportData, write_report
-from ragline.evaluate.retrieval import ConfigResult, evaluate_config, load_dataset
-from ragline.evaluate.stats import Comparison, compare_paired
+from ragline.evaluate.retrieval import ConfigResult, load_dataset
+from ragline.evaluate.stats import Comparison
 from ragline.evaluate.tune import PRIMARY, best, default_grid, pareto_front, sweep
 
 eval_app = typer.Typer(help="Evaluate retrieval, answers or the claim verifier; runs are recorded.",
@@ -32,7 +29,7 @@ tune_app = typer.Typer(help="Tune retrieval settings on a train split (never on 
 out = Console()
 err = Console(stderr=True)
 
-METRICS = ("nDCG@10", "R@10", "R@100", "RR@10", "AP@100")
+METRICS = RETRIEVAL_METRICS
 
 
 def _configs(paths: list[Path] | None) -> list[RaglineConfig]:
@@ -77,55 +74,17 @@ def eval_retrieval(
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
     configs = _configs(config)
     say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
-    with RunRegistry() as registry:
-        manifest = build_manifest(
-            {"kind": "retrieval", "dataset": str(dataset), "split": split,
-             "configs": {c.name: c.model_dump(mode="json") for c in configs},
-             "ragline": __version__},
-            data.hash, _models(configs[0]), seed,
-        )
-        run_id = registry.start_run("retrieval", f"{data.name}/{split}", manifest)
-        try:
-            results = [_run_config(registry, run_id, data, c, say) for c in configs]
-        except BaseException:
-            registry.discard_run(run_id, "interrupted or failed before all configurations finished")
-            raise
-        comparisons = [compare_paired(results[0].per_query, r.per_query, METRICS, seed=seed,
-                                      label_a=results[0].name, label_b=r.name)
-                       for r in results[1:]]
-        summary = {r.name: r.summary() for r in results}
-        registry.finish_run(run_id, summary)
-        gate_failures: list[str] = []
-        if baseline is not None:
-            base = registry.get_run(baseline)
-            for r in results:
-                cfg_a = r.name if r.name in base.configs else None
-                comp = registry.compare_runs(baseline, run_id, cfg_a, r.name, seed=seed)
-                comparisons.append(comp)
-                gate_failures += regression_gate(comp).failures
+    result = evaluate_retrieval(data, configs, split=split, baseline=baseline, seed=seed,
+                                models=_models(configs[0]), source=str(dataset), say=say)
     if report is not None:
-        _write_report(report, run_id, data.name, results, comparisons, manifest.to_dict(), seed)
+        _write_report(report, result.run_id, data.name, result.results, result.comparisons,
+                      result.manifest.to_dict(), seed)
     if json_output:
-        typer.echo(json.dumps({
-            "run_id": run_id, "dataset": data.name, "split": split, "queries": len(data.qrels),
-            "configs": summary, "comparisons": [c.to_dict() for c in comparisons],
-            "gate": {"passed": not gate_failures, "failures": gate_failures},
-        }, indent=2))
+        typer.echo(json.dumps(result.to_dict(), indent=2))
     else:
-        _print_results(run_id, results, comparisons, gate_failures)
-    if fail_on_regression and gate_failures:
+        _print_results(result.run_id, result.results, result.comparisons, result.gate_failures)
+    if fail_on_regression and not result.passed:
         raise typer.Exit(1)
-
-
-def _run_config(registry: RunRegistry, run_id: str, data: Any, config: RaglineConfig,
-                say: Any) -> ConfigResult:
-    name = config.name or "default"
-    result = evaluate_config(data, config, name=name, say=say)
-    registry.add_query_results(run_id, name, [
-        QueryResult(qid, values, result.latencies.get(qid))
-        for qid, values in result.per_query.items()
-    ])
-    return result
 
 
 def _print_results(run_id: str, results: list[ConfigResult], comparisons: list[Comparison],

@@ -19,6 +19,7 @@ from rich.table import Table
 from ragline import __version__
 from ragline.errors import RaglineError
 from ragline.evaluate.claim_data import ClaimSet, load_claims
+from ragline.evaluate.experiment import recorded_run
 from ragline.evaluate.verifier import COMPARED, VerifierConfig, VerifierRun, run_verifier
 
 out = Console()
@@ -82,13 +83,13 @@ def eval_verifier(
             {"kind": "verifier", "dataset": str(dataset), "split": split, "limit": limit,
              "verifiers": [c.name for c in configs], "threshold": threshold,
              "ragline": __version__}, data.hash, _models(runs), seed)
-        run_id = registry.start_run("verifier", data.name, manifest)
-        for run in runs:
-            registry.add_query_results(run_id, run.config.name, [
-                QueryResult(qid, values, run.seconds / max(1, len(pairs)))
-                for qid, values in run.per_claim().items()])
-        summary = {r.config.name: r.summary() for r in runs}
-        registry.finish_run(run_id, summary)
+        with recorded_run(registry, "verifier", data.name, manifest) as run_id:
+            for run in runs:
+                registry.add_query_results(run_id, run.config.name, [
+                    QueryResult(qid, values, run.seconds / max(1, len(pairs)))
+                    for qid, values in run.per_claim().items()])
+            summary = {r.config.name: r.summary() for r in runs}
+            registry.finish_run(run_id, summary)
         comparisons = [compare_paired(runs[0].per_claim(), r.per_claim(), COMPARED, seed=seed,
                                       label_a=runs[0].config.name, label_b=r.config.name)
                        for r in runs[1:]]
