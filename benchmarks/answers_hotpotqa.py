@@ -15,7 +15,7 @@ from pathlib import Path
 
 import typer
 
-from ragline.evaluate.answers_cli import eval_answers
+from ragline.cli.eval_answers import eval_answers
 
 DATASET = Path(__file__).resolve().parents[2] / "shared" / "datasets" / "hotpotqa-dev500"
 

@@ -331,9 +331,9 @@ def test_question_in_another_language_is_answered_or_abstained(
 
 
 def test_verify_reads_what_ask_json_prints(docs_index: Index, server: FakeOpenAIServer) -> None:
-    from ragline.answer.commands import verify_input
     from ragline.answer.support import default_scorer
     from ragline.answer.types import parse_verify_input
+    from ragline.cli.verify import verify_input
 
     eiffel_reply(server, docs_index)
     answer = docs_index.ask("When was the Eiffel Tower completed?", llm=fake_llm(server))

@@ -11,9 +11,9 @@ import typer
 from typer.testing import CliRunner
 
 from ragline.answer.chat import ChatSession, run_chat
-from ragline.answer.cli import ask_command, chat_command
 from ragline.answer.condense import clean_rewrite, condense_question, format_history
 from ragline.answer.types import Answer
+from ragline.cli.answer import ask_command, chat_command
 from ragline.embed.base import Embedder
 from ragline.index import Index
 from ragline.llm import LLM

@@ -211,7 +211,7 @@ def test_search_and_ask_name_the_page_of_a_pdf_source(tmp_path: Path) -> None:
 def test_line_progress_does_not_repeat_its_last_line() -> None:
     import io
 
-    from ragline.cli_progress import LineProgress
+    from ragline.cli.progress import LineProgress
 
     out = io.StringIO()
     with LineProgress(out, every=0.0) as progress:

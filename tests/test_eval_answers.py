@@ -14,6 +14,8 @@ import typer
 from typer.testing import CliRunner
 
 from ragline.answer.types import Answer, Citation, CitedSentence, ClaimCheck, ClaimVerdict
+from ragline.cli.eval_answers import eval_answers
+from ragline.cli.runs import runs_app
 from ragline.errors import DatasetError
 from ragline.evaluate.answer_scores import (
     attributed_claims,
@@ -37,8 +39,6 @@ from ragline.evaluate.answers import (
     evaluate_answers,
     score_sample,
 )
-from ragline.evaluate.answers_cli import eval_answers
-from ragline.evaluate.commands import runs_app
 from ragline.evaluate.datasets import load_qa_jsonl
 from ragline.evaluate.registry import RunRegistry
 from ragline.llm import LLM, ResponseCache

@@ -12,8 +12,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ragline.cli.runs import datasets_app
 from ragline.errors import DatasetError
-from ragline.evaluate.commands import datasets_app
 from ragline.evaluate.datasets import (
     RetrievalDataset,
     context_doc_id,

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from ragline.cli.runs import runs_app
 from ragline.errors import ConfigError
-from ragline.evaluate.commands import runs_app
 from ragline.evaluate.manifest import FileHasher, build_manifest, canonical_json, config_hash
 from ragline.evaluate.registry import (
     QueryResult,

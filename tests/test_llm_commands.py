@@ -8,8 +8,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragline.cli.llm import llm_command
 from ragline.llm import Ledger
-from ragline.llm.commands import llm_command
 from tests.fakes import support
 from tests.fakes._http import Fault, FaultKind
 from tests.fakes.openai_server import FakeOpenAIServer

@@ -10,8 +10,8 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
+from ragline.cli.llm import ledger_app
 from ragline.llm import CallRecord, Ledger, LLMConfigError, Usage
-from ragline.llm.commands import ledger_app
 from ragline.llm.ledger import percentile, summarize_records
 
 

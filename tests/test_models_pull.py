@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from ragline.cli.models import models_app
 from ragline.llm import models
 from ragline.llm.models import (
     KNOWN_MODELS,
@@ -20,7 +21,6 @@ from ragline.llm.models import (
     LocalModelError,
     ModelDownloadError,
     default_model_path,
-    models_app,
     models_dir,
     pull_model,
     resolve_source,

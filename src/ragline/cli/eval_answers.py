@@ -12,11 +12,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ragline import __version__
+from ragline.cli._common import console as out
+from ragline.cli._common import err_console as err
+from ragline.cli.evaluate import embedder_models, load_configs
+from ragline.cli.runs import comparison_table
 from ragline.config import RaglineConfig
 from ragline.errors import DatasetError, RaglineError
 from ragline.evaluate.answers import (
@@ -32,8 +35,6 @@ from ragline.evaluate.answers import (
     evaluate_answers,
     metric_means,
 )
-from ragline.evaluate.cli import _configs, _models
-from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.datasets import QADataset
 from ragline.evaluate.experiment import recorded_run
 from ragline.evaluate.judge import CorrectnessJudge, JudgeMode
@@ -47,8 +48,6 @@ from ragline.llm import LLM
 
 SAMPLING_TEMPERATURE = 0.7  # the default temperature of repeated samples (--repeats > 1)
 
-out = Console()
-err = Console(stderr=True)
 
 
 def _qa_dataset(path: Path) -> QADataset:
@@ -116,7 +115,7 @@ def eval_answers(
                   "repeats": judge_repeats or repeats}
         if judge_provider or judge_model else None,
     }
-    configs = _configs(config)
+    configs = load_configs(config)
     try:
         with ExitStack() as stack:
             ledger = RecordingLedger()
@@ -163,7 +162,7 @@ Models = tuple[LLM | None, JudgeSettings | None, RecordingLedger]
 def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
          settings: dict[str, Any], models_: Models, seed: int, say: Any) -> dict[str, Any]:
     llm = models_[0]
-    models = _models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
+    models = embedder_models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
                                                                    f"{llm.model}"}])
     models.append(_verifier_model())
     with RunRegistry() as registry:
@@ -315,7 +314,7 @@ def _output(result: dict[str, Any], as_json: bool) -> None:
             out.print(f"flaky [{name}] {f['id']}: {f['correct_samples']}/{f['samples']} correct "
                       f"- {f['question']}", highlight=False)
     for comp in result["comparisons"]:
-        out.print(_comparison_table(comp))
+        out.print(comparison_table(comp))
 
 
 def _write_report(path: Path, result: dict[str, Any]) -> None:

@@ -8,11 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from ragline.cli._common import console as out
+from ragline.cli._common import err_console as err
+from ragline.cli.runs import comparison_table
 from ragline.config import RaglineConfig, load_config, to_toml
-from ragline.evaluate.commands import _comparison_table
 from ragline.evaluate.experiment import RETRIEVAL_METRICS, evaluate_retrieval
 from ragline.evaluate.metrics import metric_label
 from ragline.evaluate.report import ConfigResult as ReportConfig
@@ -26,13 +27,11 @@ eval_app = typer.Typer(help="Evaluate retrieval, answers or the claim verifier; 
 tune_app = typer.Typer(help="Tune retrieval settings on a train split (never on test).",
                        no_args_is_help=True)
 
-out = Console()
-err = Console(stderr=True)
 
 METRICS = RETRIEVAL_METRICS
 
 
-def _configs(paths: list[Path] | None) -> list[RaglineConfig]:
+def load_configs(paths: list[Path] | None) -> list[RaglineConfig]:
     if not paths:
         return [RaglineConfig(name="default")]
     configs = [load_config(p) for p in paths]
@@ -42,7 +41,7 @@ def _configs(paths: list[Path] | None) -> list[RaglineConfig]:
     return configs
 
 
-def _models(config: RaglineConfig) -> list[dict[str, Any]]:
+def embedder_models(config: RaglineConfig) -> list[dict[str, Any]]:
     from importlib.util import find_spec
 
     files = []
@@ -72,10 +71,10 @@ def eval_retrieval(
     data = load_dataset(dataset, split)
     for warning in data.warnings:
         err.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    configs = _configs(config)
+    configs = load_configs(config)
     say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
     result = evaluate_retrieval(data, configs, split=split, baseline=baseline, seed=seed,
-                                models=_models(configs[0]), source=str(dataset), say=say)
+                                models=embedder_models(configs[0]), source=str(dataset), say=say)
     if report is not None:
         _write_report(report, result.run_id, data.name, result.results, result.comparisons,
                       result.manifest.to_dict(), seed)
@@ -101,7 +100,7 @@ def _print_results(run_id: str, results: list[ConfigResult], comparisons: list[C
                       f"{r.index['bytes_on_disk'] / 2**20:.1f}")
     out.print(table)
     for comp in comparisons:
-        out.print(_comparison_table(comp))
+        out.print(comparison_table(comp))
     for line in gate_failures:
         out.print(f"[red]regression:[/] {line}", highlight=False)
 

@@ -1,4 +1,5 @@
-"""The `ragline` command: a thin front door over the Python API."""
+"""The `ragline` command: the root group, the index commands (ingest, search, stats, doctor)
+and `bench`; the other groups live beside it in this package and mount on first use."""
 
 from __future__ import annotations
 
@@ -7,23 +8,30 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 import typer.core
-from rich.console import Console
 from rich.markup import escape
 from rich.text import Text
 
+from ragline.cli._common import (
+    DEFAULT_INDEX,
+    ConfigOption,
+    IndexOption,
+    JsonOption,
+    config_from,
+    console,
+    err_console,
+    fail,
+)
 from ragline.errors import RaglineError
 from ragline.types import FusionMethod, Hit, RetrievalMode
 
 if TYPE_CHECKING:  # the heavy parts load inside the command that needs them
-    from ragline.config import RaglineConfig
     from ragline.index import Index
     from ragline.ingest import IngestSummary
 
-DEFAULT_INDEX = Path(".ragline")
 
 
 def _version(value: bool) -> None:
@@ -115,27 +123,6 @@ def _root(
 bench_app = typer.Typer(help="Benchmarks: speed and quality on real datasets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
-console = Console()
-err_console = Console(stderr=True)
-
-IndexOption = Annotated[Path, typer.Option("--index", "-i", help="Index folder.")]
-ConfigOption = Annotated[
-    Path | None, typer.Option("--config", "-c", help="TOML configuration file.", exists=False)
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")]
-
-
-def fail(message: str, code: int = 2) -> NoReturn:
-    err_console.print(Text.assemble(("error: ", "bold red"), message), soft_wrap=True)
-    raise typer.Exit(code)
-
-
-def _config(path: Path | None) -> RaglineConfig | None:
-    from ragline.config import load_config
-
-    return load_config(path) if path is not None else None
-
-
 # -- ingest -----------------------------------------------------------------------------------
 
 
@@ -163,10 +150,10 @@ def ingest(
     """Ingest documents (txt, md, html, pdf, docx, jsonl) into an index; re-runs are incremental.
 
     Progress goes to stderr: a bar on a terminal, else one line every few seconds."""
-    from ragline.cli_progress import BarProgress, LineProgress, NoProgress
+    from ragline.cli.progress import BarProgress, LineProgress, NoProgress
     from ragline.index import Index
 
-    cfg = _config(config)
+    cfg = config_from(config)
     overrides: dict[str, Any] = {"max_file_bytes": max_file_size, "decode_errors": decode_errors}
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if overrides:
@@ -188,7 +175,7 @@ def ingest(
 def _print_summary(summary: IngestSummary, idx: Index, *, failures_listed: bool) -> None:
     from rich.table import Table
 
-    from ragline.cli_progress import printable
+    from ragline.cli.progress import printable
 
     table = Table(title=f"ingest into {idx.path}", show_header=False)
     for label in ("added", "updated", "unchanged", "removed", "failed"):
@@ -242,7 +229,7 @@ def search_command(
     """Search the index by keyword (BM25), meaning (dense) or both (hybrid)."""
     from ragline.index import Index
 
-    idx = Index(index, _config(config))
+    idx = Index(index, config_from(config))
     hits = idx.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, rrf_k=rrf_k,
                       depth=depth, where=_parse_where(where or []), path_prefix=path_prefix)
     if json_output:
@@ -252,7 +239,7 @@ def search_command(
 
 
 def _print_hits(hits: list[Hit]) -> None:
-    from ragline.cli_progress import printable
+    from ragline.cli.progress import printable
     from ragline.types import page_label
 
     if not hits:
@@ -297,11 +284,13 @@ def doctor(
              "kept), clear stale records.")] = False,
     json_output: JsonOption = False,
 ) -> None:
-    """Check an index (SQLite integrity or the PostgreSQL server and its HNSW index, vectors,
-    search files, failures, lock); exit 1 if broken."""
+    """Check an index (database, HNSW index, vectors, search files, failures); exit 1 if broken.
+
+    SQLite: PRAGMA integrity_check and a salvage with --repair. PostgreSQL (--config with its
+    [store]): the server, the schema and the HNSW index."""
     from ragline.store.doctor import PROBLEM, REPAIRED, diagnose
 
-    report = diagnose(index, repair=repair, config=_config(config))
+    report = diagnose(index, repair=repair, config=config_from(config))
     if json_output:
         typer.echo(json.dumps(report.to_dict(), indent=2))
     else:
@@ -332,7 +321,7 @@ def bench_retrieval(
     """Ingest a BEIR dataset and report nDCG@10, Recall@100, MRR@10 and latency per search mode."""
     from ragline.evaluate.bench import render_benchmark, run_retrieval_benchmark
 
-    result = run_retrieval_benchmark(beir, split=split, index_dir=index, config=_config(config),
+    result = run_retrieval_benchmark(beir, split=split, index_dir=index, config=config_from(config),
                                      cold_ingest=cold_ingest,
                                      progress_console=None if json_output else err_console)
     if json_output:
@@ -345,27 +334,27 @@ def bench_retrieval(
 # their own --help is asked for): `ragline --help` and `ragline search` never import them.
 # name: (module, attribute, "typer" app or "command" function, one-line help for the listing).
 LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
-    "ask": ("ragline.answer.cli", "ask_command", "command",
+    "ask": ("ragline.cli.answer", "ask_command", "command",
             "Answer a question from the index, with verified citations (or abstain)."),
-    "chat": ("ragline.answer.cli", "chat_command", "command",
+    "chat": ("ragline.cli.answer", "chat_command", "command",
              "Chat with the index: one question per line, follow-ups rewritten; /reset, /exit."),
-    "verify": ("ragline.answer.commands", "verify_command", "command",
+    "verify": ("ragline.cli.verify", "verify_command", "command",
                "Check each cited claim of an answer against the index and print a verdict per "
                "claim."),
-    "eval": ("ragline.evaluate.cli", "eval_app", "typer",
+    "eval": ("ragline.cli.evaluate", "eval_app", "typer",
              "Evaluate retrieval, answers or the claim verifier; runs are recorded."),
-    "tune": ("ragline.evaluate.cli", "tune_app", "typer",
+    "tune": ("ragline.cli.evaluate", "tune_app", "typer",
              "Tune retrieval settings on a train split (never on test)."),
-    "runs": ("ragline.evaluate.commands", "runs_app", "typer",
+    "runs": ("ragline.cli.runs", "runs_app", "typer",
              "Recorded evaluation runs: list, show, compare."),
-    "datasets": ("ragline.evaluate.commands", "datasets_app", "typer", "Evaluation datasets."),
-    "llm": ("ragline.llm.commands", "llm_command", "command",
+    "datasets": ("ragline.cli.runs", "datasets_app", "typer", "Evaluation datasets."),
+    "llm": ("ragline.cli.llm", "llm_command", "command",
             "Send one prompt to a model and print the reply (every call goes in the ledger)."),
-    "ledger": ("ragline.llm.commands", "ledger_app", "typer",
+    "ledger": ("ragline.cli.llm", "ledger_app", "typer",
                "The LLM cost ledger: every call and attempt."),
-    "models": ("ragline.llm.models", "models_app", "typer",
+    "models": ("ragline.cli.models", "models_app", "typer",
                "Download and list local GGUF models (no download ever happens implicitly)."),
-    "train": ("ragline.train.cli", "train_app", "typer",
+    "train": ("ragline.cli.train", "train_app", "typer",
               "Train ragline's own models (needs: pip install 'ragline[train]')."),
 }
 
@@ -377,8 +366,8 @@ def load_lazy_command(name: str) -> Any:
     module, attribute, kind, _ = LAZY_COMMANDS[name]
     target: Any = getattr(importlib.import_module(module), attribute)
     if name == "eval":
-        from ragline.evaluate.answers_cli import eval_answers
-        from ragline.evaluate.verifier_cli import eval_verifier
+        from ragline.cli.eval_answers import eval_answers
+        from ragline.cli.eval_verifier import eval_verifier
 
         if not any(c.name == "answers" for c in target.registered_commands):
             target.command("answers")(eval_answers)

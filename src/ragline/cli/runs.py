@@ -154,7 +154,7 @@ def show_run(
         _show_text(run)
 
 
-def _comparison_table(comp: Comparison) -> Table:
+def comparison_table(comp: Comparison) -> Table:
     table = Table(
         "metric",
         "A",
@@ -215,7 +215,7 @@ def compare(
     if as_json:
         _print_json({**comp.to_dict(), "gate": {"passed": gate.passed, "failures": gate.failures}})
     else:
-        _console().print(_comparison_table(comp))
+        _console().print(comparison_table(comp))
         for line in gate.failures:
             _console().print(f"[red]{line}[/red]")
     if report is not None:

@@ -12,18 +12,16 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
 from ragline import __version__
+from ragline.cli._common import console as out
+from ragline.cli._common import err_console as err
 from ragline.errors import RaglineError
 from ragline.evaluate.claim_data import ClaimSet, load_claims
 from ragline.evaluate.experiment import recorded_run
 from ragline.evaluate.verifier import COMPARED, VerifierConfig, VerifierRun, run_verifier
-
-out = Console()
-err = Console(stderr=True)
 
 
 def _models(runs: list[VerifierRun]) -> list[dict[str, Any]]:
@@ -116,7 +114,7 @@ def _fmt(value: Any, spec: str = ".3f") -> str:
 
 def _print(run_id: str, data: ClaimSet, summary: dict[str, dict[str, Any]],
            comparisons: list[Any]) -> None:
-    from ragline.evaluate.commands import _comparison_table
+    from ragline.cli.runs import comparison_table
 
     table = Table(title=f"{data.name}: verifier run {run_id}")
     for column in ("verifier", "claims", "balanced acc", "AUROC", "unsupported P / R / F1",
@@ -131,4 +129,4 @@ def _print(run_id: str, data: ClaimSet, summary: dict[str, dict[str, Any]],
                       f"{s['claims_per_second']:.1f}")
     out.print(table)
     for comparison in comparisons:
-        out.print(_comparison_table(comparison))
+        out.print(comparison_table(comparison))

@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.console import Console
 from rich.markup import escape
+
+from ragline.cli._common import err_console as err
 
 train_app = typer.Typer(help="Train ragline's own models (needs: pip install 'ragline[train]').",
                         no_args_is_help=True)
-err = Console(stderr=True)
 
 
 def _progress_line(every: float = 5.0):  # type: ignore[no-untyped-def]

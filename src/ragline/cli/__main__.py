@@ -1,0 +1,3 @@
+from ragline.cli.root import main
+
+main()
