@@ -15,35 +15,23 @@ import typer
 from rich.markup import escape
 from rich.table import Table
 
-from ragline import __version__
 from ragline.cli._common import console as out
 from ragline.cli._common import err_console as err
-from ragline.cli.evaluate import embedder_models, load_configs
+from ragline.cli.evaluate import load_configs
 from ragline.cli.runs import comparison_table
-from ragline.config import RaglineConfig
 from ragline.errors import DatasetError, RaglineError
 from ragline.evaluate.answers import (
-    Answerer,
-    AnswerItem,
     AnswerRun,
-    ExtractiveAnswerer,
-    GenerativeAnswerer,
     JudgeSettings,
-    QuestionResult,
     RecordingLedger,
     answer_items,
-    evaluate_answers,
-    metric_means,
 )
 from ragline.evaluate.datasets import QADataset
-from ragline.evaluate.experiment import recorded_run
+from ragline.evaluate.experiment import run_answer_experiment, shared_metrics
 from ragline.evaluate.judge import CorrectnessJudge, JudgeMode
-from ragline.evaluate.manifest import build_manifest
-from ragline.evaluate.registry import QueryResult, RunRegistry
 from ragline.evaluate.report import ConfigResult as ReportConfig
 from ragline.evaluate.report import ReportData, write_report
-from ragline.evaluate.retrieval import index_for, load_dataset
-from ragline.evaluate.stats import Comparison, ComparisonError, compare_paired
+from ragline.evaluate.retrieval import load_dataset
 from ragline.llm import LLM
 
 SAMPLING_TEMPERATURE = 0.7  # the default temperature of repeated samples (--repeats > 1)
@@ -125,7 +113,8 @@ def eval_answers(
             if llm is not None:  # the model that answered, also when it is the local default
                 settings["model"] = llm.model
             judge = _judge(stack, settings["judge"], provider, judge_base_url, ledger, seed)
-            result = _run(data, items, configs, settings, (llm, judge, ledger), seed, say)
+            result = run_answer_experiment(data, items, configs, settings, (llm, judge, ledger),
+                                           seed, say)
     except RaglineError as exc:
         err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
         raise typer.Exit(1) from exc
@@ -142,92 +131,6 @@ def _judge(stack: ExitStack, spec: dict[str, Any] | None, provider: str, base_ur
     judge = CorrectnessJudge(llm, mode=JudgeMode(spec["mode"]))
     return JudgeSettings(judge, repeats=spec["repeats"], temperature=SAMPLING_TEMPERATURE,
                          seed=seed)
-
-
-def _answerer(config: RaglineConfig, data: QADataset, settings: dict[str, Any], llm: LLM | None,
-              seed: int, say: Any) -> Answerer:
-    index = index_for(data, config)
-    say(f"[{config.name}] ingesting the corpus into {index.path} ...")
-    index.ingest_documents(data.iter_documents())
-    if llm is None:
-        return ExtractiveAnswerer(index, k=settings["k"])
-    return GenerativeAnswerer(index, llm, k=settings["k"], temperature=settings["temperature"],
-                              strict=settings["strict"], seed=seed,
-                              repeat=settings["repeats"] > 1)
-
-
-Models = tuple[LLM | None, JudgeSettings | None, RecordingLedger]
-
-
-def _run(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
-         settings: dict[str, Any], models_: Models, seed: int, say: Any) -> dict[str, Any]:
-    llm = models_[0]
-    models = embedder_models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
-                                                                   f"{llm.model}"}])
-    models.append(_verifier_model())
-    with RunRegistry() as registry:
-        manifest = build_manifest(
-            {"kind": "answers", "dataset": str(data.path), "settings": settings,
-             "configs": {c.name: c.model_dump(mode="json") for c in configs},
-             "ragline": __version__},
-            data.hash, models, seed,
-        )
-        with recorded_run(registry, "answers", data.name, manifest) as run_id:
-            runs = [_run_config(registry, run_id, data, items, c, settings, models_, seed, say)
-                    for c in configs]
-            summary = {r.name: _config_summary(r) for r in runs}
-            comparisons = _compare(runs, seed)
-            registry.finish_run(run_id, {"settings": settings, "configs": summary})
-    return {"run_id": run_id, "dataset": data.name, "questions": len(items),
-            "settings": settings, "configs": summary, "comparisons": comparisons,
-            "manifest": manifest.to_dict(), "runs": runs, "seed": seed}
-
-
-def _verifier_model() -> dict[str, Any]:
-    """The claim verifier every generated answer is checked with (its files are hashed)."""
-    from ragline.answer.support_model import SHIPPED_DIR, read_manifest
-
-    info = read_manifest(SHIPPED_DIR, check_files=False)
-    return {"id": f"verifier:{info.id}",
-            "files": [str(SHIPPED_DIR / n) for n in ("model.onnx", "tokenizer.json")]}
-
-
-def _run_config(registry: RunRegistry, run_id: str, data: QADataset, items: list[AnswerItem],
-                config: RaglineConfig, settings: dict[str, Any], models_: Models, seed: int,
-                say: Any) -> AnswerRun:
-    name = config.name or "default"
-    llm, judge, ledger = models_
-    answerer = _answerer(config, data, settings, llm, seed, say)
-
-    def store(result: QuestionResult) -> None:
-        registry.add_query_results(run_id, name, [
-            QueryResult(result.item.id, result.metrics(), result.latency_s)])
-
-    return evaluate_answers(items, answerer, name=name, repeats=settings["repeats"], judge=judge,
-                            ledger=ledger, on_question=store, say=say)
-
-
-def _config_summary(run: AnswerRun) -> dict[str, Any]:
-    return {"metrics": metric_means(run.per_query()), "answers": run.summary(),
-            "per_question": [q.to_dict() for q in run.questions]}
-
-
-def _shared(runs: list[AnswerRun]) -> list[str]:
-    """Metrics every run computed for some question (each is compared where defined)."""
-    per_run = [set().union(*(set(row) for row in r.per_query().values())) for r in runs]
-    return sorted(set.intersection(*per_run)) if per_run else []
-
-
-def _compare(runs: list[AnswerRun], seed: int) -> list[Comparison]:
-    if len(runs) < 2:
-        return []
-    metrics = _shared(runs)
-    try:
-        return [compare_paired(runs[0].per_query(), r.per_query(), metrics, seed=seed,
-                               label_a=runs[0].name, label_b=r.name) for r in runs[1:]]
-    except ComparisonError as exc:
-        err.print(f"[yellow]no comparison:[/] {exc}", highlight=False)
-        return []
 
 
 # --- output --------------------------------------------------------------------------------------
@@ -319,7 +222,7 @@ def _output(result: dict[str, Any], as_json: bool) -> None:
 
 def _write_report(path: Path, result: dict[str, Any]) -> None:
     runs: list[AnswerRun] = result["runs"]
-    metrics = tuple(_shared(runs))
+    metrics = tuple(shared_metrics(runs))
     data = ReportData(
         title=f"ragline answer evaluation: {result['dataset']} ({result['run_id']})",
         configs=tuple(ReportConfig(r.name, r.per_query(), list(r.latencies().values()),

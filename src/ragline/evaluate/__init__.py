@@ -20,6 +20,7 @@ from ragline.evaluate.experiment import (
     against_baseline,
     evaluate_retrieval,
     recorded_run,
+    run_answer_experiment,
 )
 from ragline.evaluate.gate import GateResult, regression_gate
 from ragline.evaluate.manifest import Manifest, build_manifest, config_hash
@@ -88,6 +89,7 @@ __all__ = [
     "recorded_run",
     "regression_gate",
     "report_data_from_runs",
+    "run_answer_experiment",
     "run_from_hits",
     "write_report",
 ]

