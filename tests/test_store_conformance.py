@@ -535,3 +535,19 @@ def test_postgres_doctor_checks_the_server_and_rebuilds_a_missing_hnsw_index(
         "backend": "postgres", "dsn": "postgresql://ragline@127.0.0.1:9/postgres"}})
     report = diagnose(tmp_path / "index", config=down)
     assert not report.healthy and "127.0.0.1:9" in report.findings[0].detail
+
+
+def test_postgres_native_search_builds_no_search_files_at_ingest(
+        tmp_path: Path, embedder: Any, request: pytest.FixtureRequest) -> None:
+    from ragline import Index
+    from ragline.config import RaglineConfig
+
+    config = _index_config("postgres", request)
+    native = RaglineConfig.model_validate({"store": {**config.store.model_dump(by_alias=True),
+                                                     "search": "native"}})
+    (tmp_path / "mars.md").write_text("# Mars\n\nMars is the fourth planet from the Sun.\n")
+    with Index(tmp_path / "index", native, embedder=embedder) as index:
+        index.ingest(tmp_path / "mars.md")
+        assert not list((tmp_path / "index").glob("derived/g*"))  # nothing corpus-sized built
+        hits = index.search("fourth planet", k=1)
+        assert hits[0].chunk.doc_id.endswith("mars.md") and hits[0].stage("bm25") is not None

@@ -173,7 +173,7 @@ class Index:
             ingestor = self._ingestor(progress)
             summary = ingestor.ingest_paths([Path(p) for p in items], prune=prune,
                                             follow_symlinks=follow_symlinks)
-            self.build_search_files()  # built now, or checked and repaired: never a silent "ok"
+            self._after_ingest()
             return summary
 
     @_guarded
@@ -187,8 +187,15 @@ class Index:
         """Ingest in-memory documents (e.g. a BEIR corpus); unchanged ones are skipped."""
         with self._write_lock(lock_timeout):
             summary = self._ingestor(progress).ingest_documents(documents)
-            self.build_search_files()
+            self._after_ingest()
             return summary
+
+    def _after_ingest(self) -> None:
+        """The search files built now, or checked and repaired: never a silent "ok". A store
+        searched natively does not need them to search, so they are left to the first use
+        that does (the term weights of `ask`'s abstention), not built at every ingest."""
+        if self._store_settings().search != "native":
+            self.build_search_files()
 
     def _ingestor(self, progress: IngestProgress | None) -> Ingestor:
         store = self._open(create=True)
