@@ -11,7 +11,6 @@ import pytest
 from typer.testing import CliRunner
 
 from ragline import Index
-from ragline.answer import commands
 from ragline.answer.support import CosineScorer, build_scorer
 from ragline.answer.types import (
     Answer,
@@ -32,6 +31,7 @@ from ragline.answer.verify import (
     verify_answer,
     verify_claim,
 )
+from ragline.cli import verify as commands
 from ragline.embed.base import Embedder, EmbedKind, Vectors
 from ragline.errors import ConfigError, RaglineError
 from ragline.evaluate.planted import PlantedError, Split, build_planted_set, paraphrase
