@@ -171,7 +171,9 @@ def _check_derived(store: Store, index_dir: Path, repair: bool,
     if why is None:
         return Finding("search files", OK, f"{folder.name} matches its checksums")
     if why == "missing" and not repair:
-        return Finding("search files", OK, "not built yet: the next search builds them")
+        native = config is not None and config.store.search == "native"
+        return Finding("search files", OK, "not built: native search does not use them" if native
+                       else "not built yet: the next search builds them")
     if not repair:
         return Finding("search files", PROBLEM, f"{folder.name} {why}",
                        f"ragline doctor --repair --index {index_dir} (or any search)")
