@@ -70,6 +70,15 @@ def against_baseline(registry: RunRegistry, baseline: str, run_id: str, names: S
     return comparisons, failures
 
 
+def subset_means(result: ConfigResult, qids: Sequence[str]) -> dict[str, float]:
+    """A configuration's mean metrics over some of its queries (e.g. the novel test queries of
+    `evaluate.leakage`); empty when none of them were scored."""
+    rows = [result.per_query[q] for q in qids if q in result.per_query]
+    if not rows:
+        return {}
+    return {m: sum(r[m] for r in rows) / len(rows) for m in rows[0]}
+
+
 @dataclass(frozen=True)
 class RetrievalExperiment:
     """What `evaluate_retrieval` did: the run id, each configuration's result, the paired
