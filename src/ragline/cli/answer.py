@@ -53,16 +53,19 @@ out = Console(highlight=False, soft_wrap=True)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
-def _open_index(path: Path, config: Path | None = None) -> Any:
-    if not (path / "ragline.sqlite").exists():
+def open_index(path: Path, config: Path | None = None) -> Any:
+    """The index at `path` (its database in the folder, or where `config`'s [store] says)."""
+    from ragline.config import load_config
+    from ragline.index import Index
+
+    settings = load_config(config) if config is not None else None
+    on_sqlite = settings is None or settings.store.backend == "sqlite"
+    if on_sqlite and not (path / "ragline.sqlite").exists():
         raise IndexNotFound(
             f"no index at {path}; build one with `ragline ingest DOCS --index {path}` "
             "or pass --index DIR"
         )
-    from ragline.config import load_config
-    from ragline.index import Index
-
-    return Index(path, load_config(config) if config is not None else None)
+    return Index(path, settings)
 
 
 def _llm(settings: LLMConfig, extractive: bool) -> LLM | None:
@@ -99,7 +102,7 @@ def ask_command(
     """Answer a question from the index, with verified citations (or abstain)."""
     llm = None
     try:
-        idx = _open_index(index, config)
+        idx = open_index(index, config)
         settings = llm_settings(config, provider=provider, model=model, base_url=base_url,
                                 timeout=timeout)
         llm = _llm(settings, extractive)
@@ -136,7 +139,7 @@ def chat_command(
     """Chat with the index: one question per line, follow-ups rewritten; /reset, /exit."""
     llm = None
     try:
-        idx = _open_index(index, config)
+        idx = open_index(index, config)
         settings = llm_settings(config, provider=provider, model=model, base_url=base_url,
                                 timeout=timeout)
         llm = _llm(settings, extractive)

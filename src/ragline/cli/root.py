@@ -354,6 +354,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "The LLM cost ledger: every call and attempt."),
     "models": ("ragline.cli.models", "models_app", "typer",
                "Download and list local GGUF models (no download ever happens implicitly)."),
+    "adapt": ("ragline.cli.adapt", "adapt_app", "typer",
+              "Adapt retrieval to your corpus without labels: synthetic queries."),
     "train": ("ragline.cli.train", "train_app", "typer",
               "Train ragline's own models (needs: pip install 'ragline[train]')."),
 }
