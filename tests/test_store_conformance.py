@@ -551,3 +551,37 @@ def test_postgres_native_search_builds_no_search_files_at_ingest(
         assert not list((tmp_path / "index").glob("derived/g*"))  # nothing corpus-sized built
         hits = index.search("fourth planet", k=1)
         assert hits[0].chunk.doc_id.endswith("mars.md") and hits[0].stage("bm25") is not None
+
+
+def test_postgres_verify_and_ask_open_the_index_through_config(
+        tmp_path: Path, embedder: Any, request: pytest.FixtureRequest) -> None:
+    import json
+
+    from typer.testing import CliRunner
+
+    from ragline import Index
+    from ragline.cli import app
+
+    config = _index_config("postgres", request)
+    (tmp_path / "mars.md").write_text("# Mars\n\nMars is the fourth planet from the Sun.\n")
+    with Index(tmp_path / "index", config, embedder=embedder) as index:
+        index.ingest(tmp_path / "mars.md")
+        chunk = index.search("fourth planet", k=1)[0].chunk
+    toml = tmp_path / "pg.toml"
+    toml.write_text(f'[store]\nbackend = "postgres"\ndsn = "{config.store.dsn}"\n'
+                    f'schema = "{config.store.schema_name}"\n')
+    answer = tmp_path / "answer.json"
+    answer.write_text(json.dumps({"question": "Which planet is fourth?",
+                                  "answer": "Mars is the fourth planet from the Sun.",
+                                  "citations": [{"sentence": "Mars is the fourth planet from the "
+                                                 "Sun.", "chunk_id": chunk.id}]}))
+    runner = CliRunner()
+    verified = runner.invoke(app, ["verify", str(answer), "--index", str(tmp_path / "index"),
+                                   "--config", str(toml), "--json"])
+    assert verified.exit_code == 0, verified.output
+    assert json.loads(verified.stdout)["ok"] is True  # the cited claim is supported
+    asked = runner.invoke(app, ["ask", "Which planet is fourth from the Sun?", "--index",
+                                str(tmp_path / "index"), "--config", str(toml), "--extractive",
+                                "--json"])
+    assert asked.exit_code == 0, asked.output
+    assert "fourth planet" in json.loads(asked.stdout)["text"]

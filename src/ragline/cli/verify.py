@@ -28,7 +28,7 @@ from ragline.answer.types import (
     parse_verify_input,
 )
 from ragline.answer.verify import DEFAULT_THRESHOLDS, Thresholds, verify_answer
-from ragline.errors import IndexNotFound, RaglineError
+from ragline.errors import RaglineError
 from ragline.types import Chunk, Document, page_label
 
 
@@ -111,15 +111,10 @@ def _relabel(check: ClaimCheck, labels: dict[int, str]) -> ClaimCheck:
     return check if reason == check.reason else check.model_copy(update={"reason": reason})
 
 
-def _open_index(path: Path) -> SourceLookup:
-    if not path.exists():
-        raise IndexNotFound(
-            f"no index at {path}; build one with `ragline ingest DOCS --index {path}` "
-            "or pass --index DIR"
-        )
-    from ragline.index import Index
+def _open_index(path: Path, config: Path | None = None) -> SourceLookup:
+    from ragline.cli.answer import open_index
 
-    return Index(path)
+    return open_index(path, config)  # type: ignore[no-any-return]
 
 
 def verify_command(
@@ -127,6 +122,9 @@ def verify_command(
         Path, typer.Argument(help="Answer file: {question, answer, citations}.")
     ],
     index: Annotated[Path, typer.Option("--index", help="Index folder.")] = Path(".ragline"),
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML configuration file (its [store] for an index on PostgreSQL).")
+    ] = None,
     verifier: Annotated[ScorerKind, typer.Option(
         help="Support scorer: the trained model (default), or the old cosine heuristic or "
         "word overlap, for comparison.")] = ScorerKind.MODEL,
@@ -139,7 +137,7 @@ def verify_command(
     try:
         inp = parse_verify_input(_read(answer_json))
         scorer = build_scorer(verifier)
-        checks, labels = verify_input(inp, _open_index(index), scorer,
+        checks, labels = verify_input(inp, _open_index(index, config), scorer,
                                       Thresholds(checks=not no_checks))
     except (InvalidAnswerInput, RaglineError) as exc:
         console.print(f"[red]error:[/red] {escape(str(exc))}", highlight=False)
