@@ -33,7 +33,16 @@ class Reverse:
         return [replace(h, score=float(len(hits) - i)) for i, h in enumerate(reversed(hits))]
 
 
-RERANKERS = [NoReranker(), Reverse()]
+def _cross_encoder() -> Any:
+    from ragline.answer.support_model import SHIPPED_DIR
+    from ragline.retrieve.rerank import CrossEncoderReranker
+
+    # The shipped claim verifier is a cross-encoder in the reranker's model format: a stand-in
+    # for the trained reranker of issue #11 that exercises the same code.
+    return CrossEncoderReranker(SHIPPED_DIR, depth=6, threads=1)
+
+
+RERANKERS = [NoReranker(), Reverse(), _cross_encoder()]
 
 
 @pytest.fixture
@@ -102,10 +111,12 @@ def test_a_reranker_is_chosen_by_name_in_the_config(index: Any, embedder: Any,
     from ragline.retrieve import rerank
 
     monkeypatch.setattr(rerank, "_REGISTRY", dict(rerank._REGISTRY))  # this test's names only
-    register_reranker("reverse", lambda depth: Reverse(depth))
+    register_reranker("reverse", lambda depth, _model: Reverse(depth))
     assert isinstance(make_reranker("reverse", 7), Reverse)
     with pytest.raises(ConfigError, match=r"'nope' is not a known reranker \(known: .*none"):
         make_reranker("nope", 5)
+    with pytest.raises(ConfigError, match="needs rerank_model"):
+        make_reranker("cross-encoder", 5)
     config = RaglineConfig.model_validate({"search": {"reranker": "reverse", "rerank_depth": 6}})
     with Index(index.path, config, embedder=embedder) as reranked_index:
         assert reranked_index.reranker.depth == 6
@@ -123,3 +134,19 @@ def test_ask_answers_from_the_reranked_hits(index: Any, embedder: Any) -> None:
     with Index(index.path, embedder=embedder, reranker=reverse) as reranked_index:
         reranked_index.ask("What is a planet?", extractive=True, k=3)
     assert reverse.seen == [6]
+
+
+def test_the_cross_encoder_reorders_by_its_scores_and_is_chosen_by_config(
+        index: Any, embedder: Any) -> None:
+    from ragline import Index
+    from ragline.answer.support_model import SHIPPED_DIR
+    from ragline.config import RaglineConfig
+
+    config = RaglineConfig.model_validate({"search": {
+        "reranker": "cross-encoder", "rerank_model": str(SHIPPED_DIR), "rerank_depth": 6}})
+    with Index(index.path, config, embedder=embedder) as reranked_index:
+        hits = reranked_index.search("This note is about bread and yeast.", k=6)
+    scores = [h.stages["cross-encoder"].score for h in hits]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+    assert hits[0].chunk.doc_id.endswith("n1.md")  # the bread note, now scored first
+

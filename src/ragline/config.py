@@ -86,6 +86,8 @@ class SearchSettings(_Section):
     k: int = Field(10, gt=0)
     reranker: str = Field("none", description="the reranking stage after retrieval (none: off)")
     rerank_depth: int = Field(50, gt=0, description="retrieved hits the reranker sees")
+    rerank_model: str | None = Field(
+        None, description="model folder of a cross-encoder reranker (its manifest.json)")
 
 
 class StoreSettings(_Section):

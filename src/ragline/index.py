@@ -284,7 +284,7 @@ class Index:
         """The reranking stage: the one given, else `[search] reranker` (none by default)."""
         if self._reranker is None:
             s = self.config.search
-            self._reranker = make_reranker(s.reranker, s.rerank_depth)
+            self._reranker = make_reranker(s.reranker, s.rerank_depth, s.rerank_model)
         return self._reranker
 
     def _params(self, **overrides: Any) -> SearchParams:

@@ -9,6 +9,8 @@ search, ask, `ragline eval retrieval` and `ragline tune retrieval` then use it u
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from dataclasses import replace
+from pathlib import Path
 
 from ragline.errors import ConfigError
 from ragline.retrieve.base import Reranker
@@ -25,20 +27,53 @@ class NoReranker:
         return list(hits)
 
 
-RerankerFactory = Callable[[int], Reranker]  # rerank_depth -> a reranker
-_REGISTRY: dict[str, RerankerFactory] = {"none": lambda _depth: NoReranker()}
+class CrossEncoderReranker:
+    """Reorders hits by a cross-encoder's probability that the chunk answers the query: the
+    ONNX model folder format of the claim verifier (`manifest.json`, `model.onnx`,
+    `tokenizer.json`), scored by the same code (`SupportModel.score_chunks`, the chunk first,
+    truncated to the window beside the query). Ties keep the retrieved order."""
+
+    name = "cross-encoder"
+
+    def __init__(self, model_dir: Path, depth: int = 20, *, threads: int | None = None) -> None:
+        from ragline.answer.support_model import SupportModel
+
+        self.depth = depth
+        self.model = SupportModel(model_dir, threads=threads)  # reads and checks the manifest
+
+    def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+        if not hits:
+            return []
+        scores = self.model.score_chunks([(hit.chunk.text, query) for hit in hits])
+        order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
+        return [replace(hits[i], score=float(scores[i])) for i in order]
+
+
+RerankerFactory = Callable[[int, str | None], Reranker]  # (rerank_depth, rerank_model)
+
+
+def _cross_encoder(depth: int, model: str | None) -> Reranker:
+    if not model:
+        raise ConfigError('[search] reranker = "cross-encoder" needs rerank_model = "DIR" (a '
+                          "model folder with manifest.json, model.onnx and tokenizer.json)")
+    return CrossEncoderReranker(Path(model).expanduser(), depth)
+
+
+_REGISTRY: dict[str, RerankerFactory] = {"none": lambda _depth, _model: NoReranker(),
+                                         "cross-encoder": _cross_encoder}
 
 
 def register_reranker(name: str, factory: RerankerFactory) -> None:
-    """Make `[search] reranker = "<name>"` build a reranker with `factory(rerank_depth)`."""
+    """Make `[search] reranker = "<name>"` build a reranker with
+    `factory(rerank_depth, rerank_model)`."""
     _REGISTRY[name] = factory
 
 
-def make_reranker(name: str, depth: int) -> Reranker:
+def make_reranker(name: str, depth: int, model: str | None = None) -> Reranker:
     try:
         factory = _REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
         raise ConfigError(f"[search] reranker = {name!r} is not a known reranker "
                           f"(known: {known})") from None
-    return factory(depth)
+    return factory(depth, model)
