@@ -119,6 +119,11 @@ class Index:
                 self._store = SQLiteStore(self.path, create=create)
         return self._store
 
+    @property
+    def store(self) -> Store:
+        """The index's database (opened on first use; it must exist)."""
+        return self._open(create=False)
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()
@@ -264,12 +269,13 @@ class Index:
         reranker, rows = self.reranker, list(rowids)
         if isinstance(reranker, NoReranker) or not rows:
             return rows
-        store = self._open(create=False)
+        store = self.store
         head = np.asarray(rows[: reranker.depth], dtype=np.int64)
-        row_of = {item.chunk.id: rowid for rowid, item in store.chunks_by_rowid(
-            head.tolist()).items()}
+        stored = store.chunks_by_rowid(head.tolist())
+        row_of = {item.chunk.id: rowid for rowid, item in stored.items()}
         ranking = Ranking.single("fused", (head, np.zeros(len(head), dtype=np.float64)))
-        order = [row_of[hit.chunk.id] for hit in rerank(query, hits_for(ranking, store), reranker)]
+        hits = hits_for(ranking, store, stored)
+        order = [row_of[hit.chunk.id] for hit in rerank(query, hits, reranker)]
         return order + rows[len(head):]
 
     def retriever(self, params: SearchParams | None = None) -> Retriever:
@@ -277,7 +283,8 @@ class Index:
         params = params or self._params()
         native = self._store_settings().search == "native"
         return make_retriever(params, None if native else self._derived_index(),
-                              self._open(create=False), self.embedder, native=native)
+                              self._open(create=False), self.embedder, native=native,
+                              bm25=self._bm25_config())
 
     @property
     def reranker(self) -> Reranker:

@@ -85,7 +85,7 @@ def parse_question(reply: str) -> str | None:
 def generate(index: Index, llm: LLM, out: Path, settings: GenerationSettings = GenerationSettings(),
              *, progress: Progress | None = None) -> GenerationSummary:
     """Generate, filter and write synthetic queries for `index` into `out` (resuming)."""
-    store = index._open(create=False)
+    store = index.store
     template = load_prompt(PROMPT)
     key = {"prompt": f"{PROMPT}.v{template.version}", "store": store.store_id,
            **asdict(settings)}
@@ -120,7 +120,7 @@ def generate(index: Index, llm: LLM, out: Path, settings: GenerationSettings = G
             if question is None:
                 row.update(question=None, kept=False, reason="malformed")
             else:
-                hits = index.search(question, k=max(settings.k, settings.k + settings.negatives))
+                hits = index.search(question, k=settings.k + settings.negatives)
                 ids = [h.chunk.id for h in hits]
                 rank = ids.index(chunk.id) + 1 if chunk.id in ids[: settings.k] else None
                 negatives = [h.chunk.id for h in hits if h.chunk.doc_id != chunk.doc_id]

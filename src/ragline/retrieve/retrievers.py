@@ -22,7 +22,7 @@ from ragline.retrieve.fusion import (
     top,
 )
 from ragline.store.derived import DerivedIndex
-from ragline.store.keyword import Scores
+from ragline.store.keyword import BM25Config, Scores
 from ragline.types import FusionMethod
 
 
@@ -66,8 +66,8 @@ class NativeSearch(Protocol):
     def dense_candidates(self, query: npt.NDArray[np.float32], depth: int, *,
                          allowed: Rows | None = None) -> list[tuple[int, float]]: ...
 
-    def keyword_candidates(self, query: str, depth: int, *,
-                           allowed: Rows | None = None) -> list[tuple[int, float]]: ...
+    def keyword_candidates(self, query: str, depth: int, *, allowed: Rows | None = None,
+                           k1: float, b: float) -> list[tuple[int, float]]: ...
 
 
 class StoreDenseRetriever:
@@ -85,16 +85,17 @@ class StoreDenseRetriever:
 
 
 class StoreKeywordRetriever:
-    """The store's full-text search (PostgreSQL `tsvector`, `ts_rank_cd`)."""
+    """The store's keyword search: BM25 over its full-text index (PostgreSQL `tsvector`), with
+    the index's `[bm25]` k1 and b."""
 
     name = "bm25"
 
-    def __init__(self, store: NativeSearch) -> None:
-        self._store = store
+    def __init__(self, store: NativeSearch, bm25: BM25Config) -> None:
+        self._store, self._bm25 = store, bm25
 
     def rank(self, query: str, depth: int, allowed: Rows | None = None) -> Ranking:
-        return Ranking.single(self.name, _ordered(
-            self._store.keyword_candidates(query, depth, allowed=allowed)))
+        return Ranking.single(self.name, _ordered(self._store.keyword_candidates(
+            query, depth, allowed=allowed, k1=self._bm25.k1, b=self._bm25.b)))
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,7 +3,7 @@ turned into hits once."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any, cast
 
@@ -25,8 +25,9 @@ from ragline.retrieve.retrievers import (
     StoreDenseRetriever,
     StoreKeywordRetriever,
 )
-from ragline.store.base import Store
+from ragline.store.base import Store, StoredChunk
 from ragline.store.derived import DerivedIndex
+from ragline.store.keyword import BM25Config
 from ragline.types import FusionMethod, Hit, RetrievalMode, Stage
 
 _DEFAULTS = SearchSettings()  # the defaults live in one place: config.SearchSettings
@@ -81,15 +82,19 @@ def search(
 ) -> list[Hit]:
     """The top `params.k` hits of `retriever` for `query` (after `reranker`, when it is one);
     each hit records the rank and score every stage gave it."""
-    if not query or not query.strip():
-        raise EmptyQuery("the query is empty: give some words to search for")
-    reranking = reranker is not None and not isinstance(reranker, NoReranker)
-    wanted = max(params.k, reranker.depth) if reranking and reranker else params.k
-    ranking = retriever.rank(query, wanted, allowed_rowids(store, params))
-    hits = hits_for(ranking, store)
-    if reranking and reranker:
+    _require_query(query)
+    if isinstance(reranker, NoReranker):
+        reranker = None
+    wanted = params.k if reranker is None else max(params.k, reranker.depth)
+    hits = hits_for(retriever.rank(query, wanted, allowed_rowids(store, params)), store)
+    if reranker is not None:
         hits = rerank(query, hits, reranker)
     return hits[: params.k]
+
+
+def _require_query(query: str) -> None:
+    if not query or not query.strip():
+        raise EmptyQuery("the query is empty: give some words to search for")
 
 
 def make_retriever(
@@ -99,16 +104,17 @@ def make_retriever(
     embedder: Embedder,
     *,
     native: bool = False,
+    bm25: BM25Config | None = None,
 ) -> Retriever:
     """The retriever `params.mode` asks for: over the derived search files, or (`native`) the
-    store's own HNSW and full-text indexes."""
+    store's own HNSW and full-text indexes (BM25 with `bm25`'s k1 and b)."""
     keyword: Retriever
     dense: Retriever
     if native:
         if not hasattr(store, "dense_candidates"):
             raise ConfigError('[store] search = "native" needs a store that searches itself '
                               '(backend = "postgres"); SQLite uses the search files')
-        keyword = StoreKeywordRetriever(cast("NativeSearch", store))
+        keyword = StoreKeywordRetriever(cast("NativeSearch", store), bm25 or BM25Config())
         dense = StoreDenseRetriever(cast("NativeSearch", store), embedder)
     else:
         assert derived is not None
@@ -124,8 +130,7 @@ def make_retriever(
 def candidate_lists(query: str, depth: int, retriever: Retriever, store: Store,
                     params: SearchParams) -> dict[str, list[tuple[int, float]]]:
     """Each retriever's ranked (row id, score) candidates before fusion (for sweeps)."""
-    if not query or not query.strip():
-        raise EmptyQuery("the query is empty: give some words to search for")
+    _require_query(query)
     ranking = retriever.rank(query, depth, allowed_rowids(store, params))
     return {name: as_pairs(ranked) for name, ranked in ranking.stages.items()
             if name != ranking.name or len(ranking.stages) == 1}
@@ -147,12 +152,15 @@ def allowed_rowids(store: Store, params: SearchParams) -> npt.NDArray[np.int64] 
     return np.asarray(store.rowids_matching(params.where, params.path_prefix), dtype=np.int64)
 
 
-def hits_for(ranking: Ranking, store: Store) -> list[Hit]:
-    """Hits for a ranking's final list only (those chunks fetched), with every stage's rank
-    and score of each; a chunk deleted since the ranking was made is left out."""
+def hits_for(ranking: Ranking, store: Store,
+             stored: Mapping[int, StoredChunk] | None = None) -> list[Hit]:
+    """Hits for a ranking's final list only (those chunks fetched, unless `stored` already
+    holds them), with every stage's rank and score of each; a chunk deleted since the ranking
+    was made is left out."""
     rowids, scores = ranking.final
     wanted = rowids.tolist()
-    stored = store.chunks_by_rowid(wanted)
+    if stored is None:
+        stored = store.chunks_by_rowid(wanted)
     stages = {name: _ranks_of(wanted, ranked) for name, ranked in ranking.stages.items()}
     hits: list[Hit] = []
     for rowid, score in zip(wanted, scores.tolist(), strict=True):

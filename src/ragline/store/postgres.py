@@ -495,7 +495,7 @@ class PostgresStore:
         (approximate; `ef_search` trades recall for speed): (row id, similarity). With
         `allowed` (filtered row ids), pgvector's iterative scan keeps walking the graph until
         `depth` allowed chunks are found, in strict distance order."""
-        where, params = self._allowed(allowed)
+        where, params = self._allowed(allowed, " WHERE ")
         with self._conn.transaction():
             self._conn.execute(f"SET LOCAL hnsw.ef_search = {max(int(ef_search), int(depth))}")
             if allowed is not None:
@@ -530,7 +530,7 @@ class PostgresStore:
             return []
         total, avgdl = self._length_stats()
         tsquery = " | ".join("'" + lexeme.replace("'", "''") + "'" for lexeme, _ in terms)
-        where, params = self._allowed(allowed)
+        where, params = self._allowed(allowed, " AND c.")
         rows = self._conn.execute(
             f"""
             SELECT c.rowid, sum(
@@ -539,7 +539,7 @@ class PostgresStore:
             FROM {s}.chunks c, unnest(c.tsv) u,
                  unnest(%s::text[], %s::bigint[]) AS df(lexeme, n)
             WHERE c.tsv @@ to_tsquery('simple', %s) AND u.lexeme = df.lexeme
-                  {where.replace(' WHERE', ' AND c.')}
+                  {where}
             GROUP BY c.rowid ORDER BY 2 DESC, c.rowid LIMIT %s""",
             (total, k1, b, b, avgdl, [t for t, _ in terms], [n for _, n in terms], tsquery,
              *params, int(depth))).fetchall()
@@ -556,10 +556,12 @@ class PostgresStore:
         return self._stats[1], self._stats[2]
 
     @staticmethod
-    def _allowed(allowed: npt.NDArray[np.int64] | None) -> tuple[str, tuple[Any, ...]]:
+    def _allowed(allowed: npt.NDArray[np.int64] | None,
+                 joined_by: str) -> tuple[str, tuple[Any, ...]]:
+        """The SQL that keeps only `allowed` row ids (after `joined_by`), and its parameter."""
         if allowed is None:
             return "", ()
-        return " WHERE rowid = ANY(%s)", ([int(r) for r in allowed],)
+        return f"{joined_by}rowid = ANY(%s)", ([int(r) for r in allowed],)
 
 
 def _decoded(value: Any) -> Any:
