@@ -15,14 +15,18 @@ writes run on onnxruntime alone (`ragline.answer.support_model`).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
 import os
+import platform
 import random
+import shutil
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -112,7 +116,7 @@ def collate(encoded: Sequence[tuple[list[int], list[int]]]) -> tuple[np.ndarray,
     return ids, mask, types
 
 
-def _save_atomic(torch: Any, state: dict[str, Any], path: Path) -> None:
+def save_atomic(torch: Any, state: dict[str, Any], path: Path) -> None:
     tmp = path.with_suffix(".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)
@@ -139,6 +143,9 @@ def train(
     hf_logging.set_verbosity_error()  # type: ignore[no-untyped-call]  # "some weights were newly initialised" is the point here
     if not pairs:
         raise TrainingError("no training pairs")
+    if len({p.label for p in pairs}) < 2:
+        raise TrainingError(f"all {len(pairs)} training pairs have the label {pairs[0].label:g}: "
+                            "a pair model needs examples of both classes")
     torch.manual_seed(config.seed)
     torch.set_num_threads(config.threads)
     rng = random.Random(config.seed)
@@ -194,7 +201,7 @@ def train(
         if progress is not None:
             progress(step, len(schedule), loss_avg)
         if step % config.checkpoint_every == 0 and step < len(schedule):
-            _save_atomic(torch, {
+            save_atomic(torch, {
                 "fingerprint": fingerprint, "step": step, "loss": loss_avg,
                 "model": model.state_dict(), "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(), "torch_rng": torch.get_rng_state(),
@@ -231,6 +238,66 @@ def quantize_int8(source: Path, target: Path) -> None:
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
     quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
+
+
+def export_fp32_and_int8(model: Any, folder: Path) -> Any:
+    """`model.fp32.onnx` (graph cleaned up by `train/onnx_graph.py`) and its int8 quantisation
+    `model.onnx` in `folder`; returns the clean-up's report."""
+    from ragline.train.onnx_graph import simplify_file
+
+    export_onnx(model, folder / "model.fp32.onnx")
+    report = simplify_file(folder / "model.fp32.onnx", folder / "model.fp32.onnx")
+    quantize_int8(folder / "model.fp32.onnx", folder / "model.onnx")
+    for leftover in folder.glob("*.onnx.data"):
+        leftover.unlink()
+    return report
+
+
+def write_manifest(folder: Path, *, model_id: str, model_file: str, threshold: float,
+                   max_length: int, extra: dict[str, Any]) -> None:
+    """The `manifest.json` that `answer.support_model.read_manifest` checks: the model and
+    tokenizer files with their sha256, the decision threshold, the window, and `extra`."""
+    from ragline.answer.support_model import sha256_file
+
+    files = {name: sha256_file(folder / name) for name in (model_file, "tokenizer.json")}
+    manifest = {"model_id": model_id, "model_file": model_file, "threshold": threshold,
+                "max_length": max_length, "files": files, **extra}
+    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+
+
+def install_folder(stage: Path, out: Path) -> None:
+    """Replace `out` by the finished `stage` (the old model stays until the new one is whole)."""
+    old = out.parent / f".{out.name}.old"
+    shutil.rmtree(old, ignore_errors=True)
+    if out.exists():
+        os.replace(out, old)
+    os.replace(stage, out)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def training_libraries() -> dict[str, str]:
+    """Versions of the libraries a trained model depends on, for its manifest."""
+    names = ("torch", "transformers", "onnxruntime", "onnx", "tokenizers", "numpy")
+    found = {}
+    for name in names:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            found[name] = metadata.version(name)
+    found["python"] = platform.python_version()
+    return found
+
+
+def machine() -> dict[str, Any]:
+    return {"platform": platform.platform(), "cpus": os.cpu_count()}
+
+
+def git_sha() -> str | None:
+    import subprocess
+
+    try:
+        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
+                              check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
 
 
 class StepTimer:

@@ -16,18 +16,15 @@ interrupted run leaves the previous model untouched and resumes from its checkpo
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
 import os
-import platform
 import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -42,10 +39,14 @@ from ragline.train.cross_encoder import (
     Progress,
     TrainConfig,
     TrainingError,
-    export_onnx,
+    export_fp32_and_int8,
+    git_sha,
+    install_folder,
     load_tokenizer,
-    quantize_int8,
+    machine,
     train,
+    training_libraries,
+    write_manifest,
 )
 from ragline.train.onnx_graph import GraphReport, simplify_file
 
@@ -184,25 +185,11 @@ def evaluate_dev(model: SupportModel | _CosineAsModel, dev: Sequence[DevPair],
     }
 
 
-def _versions() -> dict[str, str]:
-    names = ("torch", "transformers", "onnxruntime", "onnx", "tokenizers", "numpy")
-    found = {}
-    for name in names:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            found[name] = metadata.version(name)
-    found["python"] = platform.python_version()
-    return found
-
-
 def _write_manifest(folder: Path, model_file: str, threshold: float, config: TrainConfig,
                     extra: dict[str, Any]) -> None:
-    files = {name: sha256_file(folder / name) for name in (model_file, "tokenizer.json")}
-    manifest = {
-        "model_id": f"ragline-verifier-minilm-l6-{extra.get('precision', 'int8')}",
-        "model_file": model_file, "threshold": threshold, "max_length": config.max_length,
-        "files": files, **extra,
-    }
-    (folder / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n", encoding="utf-8")
+    write_manifest(folder, model_id=f"ragline-verifier-minilm-l6-{extra.get('precision', 'int8')}",
+                   model_file=model_file, threshold=threshold, max_length=config.max_length,
+                   extra=extra)
 
 
 def train_verifier(
@@ -243,9 +230,7 @@ def train_verifier(
     shutil.rmtree(stage, ignore_errors=True)
     stage.mkdir(parents=True)
     shutil.copyfile(tokenizer_file, stage / "tokenizer.json")
-    export_onnx(model, stage / "model.fp32.onnx")
-    graph = simplify_file(stage / "model.fp32.onnx", stage / "model.fp32.onnx")
-    quantize_int8(stage / "model.fp32.onnx", stage / "model.onnx")
+    graph = export_fp32_and_int8(model, stage)
     results = {}
     for precision, file in (("fp32", "model.fp32.onnx"), ("int8", "model.onnx")):
         _write_manifest(stage, file, 0.5, config, {"precision": precision})
@@ -260,9 +245,6 @@ def train_verifier(
         (stage / "model.fp32.onnx").unlink()
     else:
         os.replace(stage / "model.fp32.onnx", stage / "model.onnx")
-    for leftover in stage.glob("*.onnx.data"):
-        leftover.unlink()
-    git_sha = _git_sha()
     extra = {
         "precision": precision,
         "created": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -277,13 +259,13 @@ def train_verifier(
                 "before_cosine": results["before"],
                 "threshold_rule": "maximises mean balanced accuracy over dev sources"},
         "graph": {"passes": GRAPH_PASSES, **graph.as_dict()},
-        "libraries": _versions(),
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
-        "ragline_git_sha": git_sha,
+        "libraries": training_libraries(),
+        "machine": machine(),
+        "ragline_git_sha": git_sha(),
         "command": " ".join(["ragline", *sys.argv[1:]]) if sys.argv else "",
     }
     _write_manifest(stage, "model.onnx", results[precision]["threshold"], config, extra)
-    _install(stage, out)
+    install_folder(stage, out)
     shutil.rmtree(work, ignore_errors=True)
     manifest: dict[str, Any] = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     return manifest
@@ -327,23 +309,3 @@ class _CosineAsModel:
     def score(self, pairs: Sequence[tuple[str, str]]) -> np.ndarray:
         self.scorer.prefetch(pairs)
         return np.array([self.scorer.support(c, [e]).score for e, c in pairs])
-
-
-def _install(stage: Path, out: Path) -> None:
-    """Replace `out` by the finished `stage` (the old model stays until the new one is whole)."""
-    old = out.parent / f".{out.name}.old"
-    shutil.rmtree(old, ignore_errors=True)
-    if out.exists():
-        os.replace(out, old)
-    os.replace(stage, out)
-    shutil.rmtree(old, ignore_errors=True)
-
-
-def _git_sha() -> str | None:
-    import subprocess
-
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                              check=True, cwd=Path(__file__).parent).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None
