@@ -3,10 +3,13 @@ top N, in one run, on the SciFact test queries (issue #11's target: top 20 under
 2 cores).
 
     python benchmarks/rerank_latency.py [--depth 20] [--limit 300] [--threads 2] [--model DIR]
+        [--window N ...]
 
 The model defaults to the shipped claim verifier: a MiniLM-L6 cross-encoder (int8 ONNX, 256-piece
 window) in the reranker's folder format, so the figure is the cost of a reranker of that size;
-its ranking quality is not what is measured here (it was trained for entailment, not relevance).
+give `--model` a reranker from `ragline adapt train-reranker` to time that one. `--window` (one
+or more) also times reading fewer word pieces (`[search] rerank_window`); quality is measured by
+`ragline eval retrieval`, not here.
 Each query is searched once with each setup, alternating, after one warm-up query; the query
 embedding is included in both.
 """
@@ -36,6 +39,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--model", type=Path, default=SHIPPED_DIR)
+    parser.add_argument("--window", type=int, nargs="*", default=[])
     args = parser.parse_args()
     if not DATASET.is_dir():
         print(f"SciFact not found at {DATASET}", file=sys.stderr)
@@ -44,13 +48,18 @@ def main() -> int:
     queries = [data.queries[q] for q in data.qrels][: args.limit]
     plain = index_for(data, RaglineConfig())
     plain.ingest_documents(data.iter_documents())
-    reranker = CrossEncoderReranker(args.model, depth=args.depth, threads=args.threads)
-    reranked = Index(plain.path, plain.config, embedder=plain.embedder, reranker=reranker)
-    for index in (plain, reranked):
+    setups = {"hybrid": plain}
+    for window in [None, *args.window]:
+        reranker = CrossEncoderReranker(args.model, depth=args.depth, threads=args.threads,
+                                        window=window)
+        name = f"hybrid + rerank top {args.depth}" + (f", window {window}" if window else "")
+        setups[name] = Index(plain.path, plain.config, embedder=plain.embedder,
+                             reranker=reranker)
+    for index in setups.values():
         index.search(queries[0], k=10)  # load the index and the models
-    times: dict[str, list[float]] = {"hybrid": [], f"hybrid + rerank top {args.depth}": []}
+    times: dict[str, list[float]] = {name: [] for name in setups}
     for query in queries:
-        for name, index in zip(times, (plain, reranked), strict=True):
+        for name, index in setups.items():
             start = time.perf_counter()
             index.search(query, k=10)
             times[name].append((time.perf_counter() - start) * 1000)

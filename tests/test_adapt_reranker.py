@@ -184,3 +184,11 @@ def test_a_fine_tuned_embedder_re_embeds_into_a_new_index_and_never_mixes(
         mixed.search("penguin")  # old vectors, new query embedder: refused
     with pytest.raises(ConfigError, match="must differ"):
         reembed(index, out / "model.onnx", index.path)
+    result = runner.invoke(app, ["adapt", "reembed", "--index", str(index.path), "--model",
+                                 str(out / "model.onnx"), "--out", str(tmp_path / "cli-index"),
+                                 "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["chunks_embedded"] == index.count_chunks()
+    missing = runner.invoke(app, ["adapt", "reembed", "--index", str(index.path), "--model",
+                                  str(tmp_path / "nope.onnx"), "--out", str(tmp_path / "x")])
+    assert missing.exit_code == 2 and "no ONNX model" in missing.output

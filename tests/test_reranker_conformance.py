@@ -111,12 +111,15 @@ def test_a_reranker_is_chosen_by_name_in_the_config(index: Any, embedder: Any,
     from ragline.retrieve import rerank
 
     monkeypatch.setattr(rerank, "_REGISTRY", dict(rerank._REGISTRY))  # this test's names only
-    register_reranker("reverse", lambda depth, _model: Reverse(depth))
-    assert isinstance(make_reranker("reverse", 7), Reverse)
+    from ragline.config import SearchSettings
+
+    register_reranker("reverse", lambda settings: Reverse(settings.rerank_depth))
+    made = make_reranker(SearchSettings(reranker="reverse", rerank_depth=7))
+    assert isinstance(made, Reverse) and made.depth == 7
     with pytest.raises(ConfigError, match=r"'nope' is not a known reranker \(known: .*none"):
-        make_reranker("nope", 5)
+        make_reranker(SearchSettings(reranker="nope"))
     with pytest.raises(ConfigError, match="needs rerank_model"):
-        make_reranker("cross-encoder", 5)
+        make_reranker(SearchSettings(reranker="cross-encoder"))
     config = RaglineConfig.model_validate({"search": {"reranker": "reverse", "rerank_depth": 6}})
     with Index(index.path, config, embedder=embedder) as reranked_index:
         assert reranked_index.reranker.depth == 6

@@ -88,6 +88,9 @@ class SearchSettings(_Section):
     rerank_depth: int = Field(50, gt=0, description="retrieved hits the reranker sees")
     rerank_model: str | None = Field(
         None, description="model folder of a cross-encoder reranker (its manifest.json)")
+    rerank_window: int | None = Field(
+        None, ge=16, le=512, description="word pieces of (chunk, query) the cross-encoder reads "
+        "(default: the window it was trained with; fewer is faster)")
 
 
 class StoreSettings(_Section):

@@ -290,8 +290,7 @@ class Index:
     def reranker(self) -> Reranker:
         """The reranking stage: the one given, else `[search] reranker` (none by default)."""
         if self._reranker is None:
-            s = self.config.search
-            self._reranker = make_reranker(s.reranker, s.rerank_depth, s.rerank_model)
+            self._reranker = make_reranker(self.config.search)
         return self._reranker
 
     def _params(self, **overrides: Any) -> SearchParams:

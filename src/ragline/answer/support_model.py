@@ -19,7 +19,7 @@ import json
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -155,8 +155,11 @@ class SupportModel:
     """Scores claims against evidence with the trained cross-encoder."""
 
     def __init__(self, path: Path | None = None, *, threads: int | None = None,
-                 batch_size: int = 16) -> None:
+                 batch_size: int = 16, max_length: int | None = None) -> None:
+        """`max_length` reads fewer word pieces than the model's window (never more)."""
         self.info = read_manifest(path or SHIPPED_DIR)
+        if max_length is not None and max_length < self.info.max_length:
+            self.info = replace(self.info, max_length=max_length)
         self.threads = threads or default_threads()
         self.batch_size = batch_size
         self._session: onnxruntime.InferenceSession | None = None

@@ -2,8 +2,9 @@
 
 `[search] reranker` names one (`none`, the default, changes nothing); `rerank_depth` is how
 many retrieved hits it sees. A new reranker implements `ragline.retrieve.base.Reranker` and is
-registered under a name with `register_reranker` (or passed as an object: `Index(reranker=...)`);
-search, ask, `ragline eval retrieval` and `ragline tune retrieval` then use it unchanged.
+registered under a name with `register_reranker` (a factory of the `[search]` settings), or
+passed as an object: `Index(reranker=...)`; search, ask, `ragline eval retrieval` and
+`ragline tune retrieval` then use it unchanged.
 """
 
 from __future__ import annotations
@@ -11,10 +12,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ragline.errors import ConfigError
 from ragline.retrieve.base import Reranker
 from ragline.types import Hit
+
+if TYPE_CHECKING:
+    from ragline.config import SearchSettings
 
 
 class NoReranker:
@@ -31,15 +36,17 @@ class CrossEncoderReranker:
     """Reorders hits by a cross-encoder's probability that the chunk answers the query: the
     ONNX model folder format of the claim verifier (`manifest.json`, `model.onnx`,
     `tokenizer.json`), scored by the same code (`SupportModel.score_chunks`, the chunk first,
-    truncated to the window beside the query). Ties keep the retrieved order."""
+    truncated to the window beside the query). `window` reads fewer word pieces than the
+    model was trained with (cost is about linear in it). Ties keep the retrieved order."""
 
     name = "cross-encoder"
 
-    def __init__(self, model_dir: Path, depth: int = 20, *, threads: int | None = None) -> None:
+    def __init__(self, model_dir: Path, depth: int = 20, *, threads: int | None = None,
+                 window: int | None = None) -> None:
         from ragline.answer.support_model import SupportModel
 
         self.depth = depth
-        self.model = SupportModel(model_dir, threads=threads)  # reads and checks the manifest
+        self.model = SupportModel(model_dir, threads=threads, max_length=window)
 
     def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
@@ -49,31 +56,32 @@ class CrossEncoderReranker:
         return [replace(hits[i], score=float(scores[i])) for i in order]
 
 
-RerankerFactory = Callable[[int, str | None], Reranker]  # (rerank_depth, rerank_model)
+RerankerFactory = Callable[["SearchSettings"], Reranker]  # from the [search] settings
 
 
-def _cross_encoder(depth: int, model: str | None) -> Reranker:
-    if not model:
+def _cross_encoder(settings: SearchSettings) -> Reranker:
+    if not settings.rerank_model:
         raise ConfigError('[search] reranker = "cross-encoder" needs rerank_model = "DIR" (a '
                           "model folder with manifest.json, model.onnx and tokenizer.json)")
-    return CrossEncoderReranker(Path(model).expanduser(), depth)
+    return CrossEncoderReranker(Path(settings.rerank_model).expanduser(), settings.rerank_depth,
+                                window=settings.rerank_window)
 
 
-_REGISTRY: dict[str, RerankerFactory] = {"none": lambda _depth, _model: NoReranker(),
+_REGISTRY: dict[str, RerankerFactory] = {"none": lambda _settings: NoReranker(),
                                          "cross-encoder": _cross_encoder}
 
 
 def register_reranker(name: str, factory: RerankerFactory) -> None:
-    """Make `[search] reranker = "<name>"` build a reranker with
-    `factory(rerank_depth, rerank_model)`."""
+    """Make `[search] reranker = "<name>"` build a reranker with `factory(settings)`, where
+    `settings` is the `[search]` table (`rerank_depth`, `rerank_model`, ...)."""
     _REGISTRY[name] = factory
 
 
-def make_reranker(name: str, depth: int, model: str | None = None) -> Reranker:
+def make_reranker(settings: SearchSettings) -> Reranker:
     try:
-        factory = _REGISTRY[name]
+        factory = _REGISTRY[settings.reranker]
     except KeyError:
         known = ", ".join(sorted(_REGISTRY))
-        raise ConfigError(f"[search] reranker = {name!r} is not a known reranker "
+        raise ConfigError(f"[search] reranker = {settings.reranker!r} is not a known reranker "
                           f"(known: {known})") from None
-    return factory(depth, model)
+    return factory(settings)
