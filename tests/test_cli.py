@@ -146,6 +146,12 @@ def test_every_documented_command_is_mounted() -> None:
         assert command in top, command
 
 
+def test_help_shows_config_section_names_literally() -> None:
+    # "[llm]" in a help text is the TOML section, not rich markup to swallow
+    shown = ragline("adapt", "generate", "--help").stdout
+    assert "[llm] provider" in shown and "([llm], [search], ...)" in shown
+
+
 def test_llm_settings_come_from_the_config_file_and_flags(tmp_path: Path) -> None:
     config = tmp_path / "llm.toml"
     config.write_text('[llm]\nprovider = "openai-compatible"\nbase_url = "http://127.0.0.1:9/v1"\n'

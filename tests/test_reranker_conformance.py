@@ -153,3 +153,34 @@ def test_the_cross_encoder_reorders_by_its_scores_and_is_chosen_by_config(
     assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
     assert hits[0].chunk.doc_id.endswith("n1.md")  # the bread note, now scored first
 
+
+
+def test_blend_mixes_the_reranker_with_the_normalised_retrieval_score() -> None:
+    from ragline.retrieve.rerank import blend_scores
+
+    probabilities, retrieval = [0.9, 0.1, 0.5], [0.2, 0.8, 0.5]  # the reranker disagrees
+    assert blend_scores(probabilities, retrieval, 1.0) == probabilities  # its order alone
+    assert blend_scores(probabilities, retrieval, 0.0) == pytest.approx([0.0, 1.0, 0.5])  # retrieval's order
+    assert blend_scores(probabilities, retrieval, 0.5) == pytest.approx([0.45, 0.55, 0.5])
+    assert blend_scores([0.3, 0.7], [1.0, 1.0], 0.5) == pytest.approx([0.65, 0.85])  # equal r
+
+
+def test_the_blend_comes_from_the_config_else_the_models_manifest(tmp_path: Path) -> None:
+    import json
+    import shutil
+
+    from ragline.answer.support_model import SHIPPED_DIR
+    from ragline.config import SearchSettings
+    from ragline.retrieve.rerank import CrossEncoderReranker
+
+    assert CrossEncoderReranker(SHIPPED_DIR).blend == 1.0  # no blend in its manifest
+    model = tmp_path / "model"
+    shutil.copytree(SHIPPED_DIR, model)
+    manifest = json.loads((model / "manifest.json").read_text())
+    (model / "manifest.json").write_text(json.dumps({**manifest, "rerank_blend": 0.3}))
+    assert CrossEncoderReranker(model).blend == 0.3  # chosen on the training's held-out queries
+    settings = SearchSettings(reranker="cross-encoder", rerank_model=str(model), rerank_blend=0.8)
+    configured = make_reranker(settings)
+    assert isinstance(configured, CrossEncoderReranker) and configured.blend == 0.8  # it wins
+    with pytest.raises(ConfigError, match="between 0 and 1"):
+        CrossEncoderReranker(model, blend=1.5)

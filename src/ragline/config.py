@@ -91,6 +91,10 @@ class SearchSettings(_Section):
     rerank_window: int | None = Field(
         None, ge=16, le=512, description="word pieces of (chunk, query) the cross-encoder reads "
         "(default: the window it was trained with; fewer is faster)")
+    rerank_blend: float | None = Field(
+        None, ge=0, le=1, description="weight of the reranker's probability against the "
+        "retrieval score (normalised over the reranked hits); 1: the reranker's order alone "
+        "(default: the blend chosen on the model's held-out queries, in its manifest, else 1)")
 
 
 class StoreSettings(_Section):

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 
 MIN_QUERIES = 20  # fewer training queries than this cannot train a reranker worth running
 DEV_SHARE = 0.1
+BLENDS = tuple(i / 10 for i in range(11))  # reranker weights tried on the held-out queries
 RERANKER_TRAINING = TrainConfig(epochs=2.0, batch_size=16, learning_rate=3e-5, max_length=256,
                                 checkpoint_every=50)
 
@@ -161,23 +162,47 @@ def split_queries(queries: Sequence[TrainingQuery]) -> RerankerData:
 def dev_check(index: Index, model_dir: Path, dev: Sequence[TrainingQuery], *, depth: int = 20,
               threads: int | None = None) -> dict[str, Any]:
     """MRR@10 and hit@1 of each dev query's positive document in the current search order
-    and after the new reranker, with the reranker's time per query."""
-    from ragline.retrieve.rerank import CrossEncoderReranker
+    and after the new reranker, with the reranker's time per query.
 
-    reranker = CrossEncoderReranker(model_dir, depth, threads=threads)
-    before, after, seconds = [], [], []
+    The reranker's probability is blended with the retrieval score at each of `BLENDS`
+    (`retrieve.rerank.blend_scores`); the best blend on these held-out queries is `blend`
+    (ties go to the larger weight), and `after` is scored at it: a weak reranker then nudges
+    the retrieval order instead of replacing it. `after_alone` is the reranker's order alone."""
+    from ragline.retrieve.rerank import CrossEncoderReranker, blend_scores
+
+    reranker = CrossEncoderReranker(model_dir, depth, threads=threads, blend=1.0)
+    runs: list[tuple[list[Hit], list[float], set[str]]] = []
+    seconds = []
     for q in dev:
-        positive_docs = {c.rsplit("#", 1)[0] for c in q.positives}
         hits = index.search(q.text, k=depth)
         started = time.perf_counter()
-        reranked = reranker.rerank(q.text, hits)
+        reranker.rerank(q.text, hits)
         seconds.append(time.perf_counter() - started)
-        before.append(_reciprocal_rank(hits, positive_docs))
-        after.append(_reciprocal_rank(reranked, positive_docs))
+        probabilities = reranker.model.score_chunks([(h.chunk.text, q.text) for h in hits])
+        runs.append((hits, probabilities.tolist(), {c.rsplit("#", 1)[0] for c in q.positives}))
+
+    def ranks(blend: float) -> list[float]:
+        out = []
+        for hits, probabilities, docs in runs:
+            if not hits:
+                out.append(0.0)
+                continue
+            scores = blend_scores(probabilities, [h.score for h in hits], blend)
+            order = sorted(range(len(hits)), key=lambda i: (-scores[i], i))
+            out.append(_reciprocal_rank([hits[i] for i in order], docs))
+        return out
+
+    def summary(rr: list[float]) -> dict[str, float]:
+        return {"MRR@10": _mean(rr), "hit@1": _mean([float(r == 1.0) for r in rr])}
+
+    before = [_reciprocal_rank(hits, docs) for hits, _p, docs in runs]
+    by_blend = {blend: _mean(ranks(blend)) for blend in BLENDS}
+    best = max(BLENDS, key=lambda b: (by_blend[b], b))
     return {
         "queries": len(dev), "depth": depth,
-        "before": {"MRR@10": _mean(before), "hit@1": _mean([float(r == 1.0) for r in before])},
-        "after": {"MRR@10": _mean(after), "hit@1": _mean([float(r == 1.0) for r in after])},
+        "before": summary(before), "after": summary(ranks(best)),
+        "after_alone": summary(ranks(1.0)),
+        "blend": best, "MRR@10_by_blend": {f"{b:.1f}": m for b, m in by_blend.items()},
         "rerank_ms_p50": round(1000 * float(np.percentile(seconds, 50)), 1) if seconds else None,
         "rerank_ms_p95": round(1000 * float(np.percentile(seconds, 95)), 1) if seconds else None,
     }
@@ -245,7 +270,7 @@ def train_reranker(
                      "seconds": round(train_seconds)},
         "source": source, "data_sha256": data.hash,
         "index": {"store": index.store.store_id, "embedder": index.embedder.model_id},
-        "held_out": check,
+        "held_out": check, "rerank_blend": check["blend"],
         "graph": graph.as_dict(),
         "libraries": training_libraries(), "machine": machine(), "ragline_git_sha": git_sha(),
         "command": " ".join(["ragline", *sys.argv[1:]]) if sys.argv else "",

@@ -28,7 +28,7 @@ from ragline.cli.answer import (
     open_index,
 )
 
-adapt_app = typer.Typer(help="Adapt retrieval to your corpus without labels: synthetic queries, "
+adapt_app = typer.Typer(rich_markup_mode=None, help="Adapt retrieval to your corpus without labels: synthetic queries, "
                         "a trained reranker, before/after.", no_args_is_help=True)
 
 
@@ -124,10 +124,12 @@ def train_reranker_command(
         f"reranker written to {out} ({manifest['training']['pairs']:,} pairs, "
         f"{manifest['training']['seconds']} s). On {check['queries']} held-out queries, MRR@10 "
         f"{check['before']['MRR@10']:.3f} -> {check['after']['MRR@10']:.3f}, hit@1 "
-        f"{check['before']['hit@1']:.3f} -> {check['after']['hit@1']:.3f}; reranking the top "
+        f"{check['before']['hit@1']:.3f} -> {check['after']['hit@1']:.3f} at blend "
+        f"{check.get('blend', 1.0):.1f} (the reranker alone: MRR@10 "
+        f"{check.get('after_alone', check['after'])['MRR@10']:.3f}); reranking the top "
         f"{check['depth']} costs {check['rerank_ms_p50']} ms p50 / {check['rerank_ms_p95']} ms "
         f"p95. Use it with [search] reranker = \"cross-encoder\", rerank_model = \"{out}\"",
-        highlight=False, soft_wrap=True)
+        highlight=False, soft_wrap=True, markup=False)
 
 
 @adapt_app.command("train-embedder")
@@ -279,7 +281,8 @@ def _print_report(adapted: Any) -> None:
     check = report["reranker"]["held_out"]
     console.print(
         f"held-out synthetic queries ({check['queries']}): MRR@10 {check['before']['MRR@10']:.3f}"
-        f" -> {check['after']['MRR@10']:.3f}", highlight=False, soft_wrap=True)
+        f" -> {check['after']['MRR@10']:.3f} at blend {check.get('blend', 1.0):.1f}",
+        highlight=False, soft_wrap=True)
     evaluation = report.get("evaluation")
     if not evaluation:
         for note in report["notes"]:

@@ -28,9 +28,9 @@ from ragline.evaluate.retrieval import ConfigResult, load_dataset
 from ragline.evaluate.stats import Comparison
 from ragline.evaluate.tune import PRIMARY, best, default_grid, pareto_front, sweep
 
-eval_app = typer.Typer(help="Evaluate retrieval, answers or the claim verifier; runs are recorded.",
+eval_app = typer.Typer(rich_markup_mode=None, help="Evaluate retrieval, answers or the claim verifier; runs are recorded.",
                        no_args_is_help=True)
-tune_app = typer.Typer(help="Tune retrieval settings on a train split (never on test).",
+tune_app = typer.Typer(rich_markup_mode=None, help="Tune retrieval settings on a train split (never on test).",
                        no_args_is_help=True)
 
 

@@ -24,7 +24,7 @@ from ragline.llm.config import build_llm, llm_settings
 from ragline.llm.ledger import Ledger, SummaryRow
 from ragline.llm.types import Completion, Message, ProviderName, StreamEvent, StreamEventKind
 
-ledger_app = typer.Typer(help="The LLM cost ledger: every call and attempt.", no_args_is_help=True)
+ledger_app = typer.Typer(rich_markup_mode=None, help="The LLM cost ledger: every call and attempt.", no_args_is_help=True)
 
 
 def _fail(message: str) -> None:

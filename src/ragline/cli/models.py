@@ -25,7 +25,7 @@ from ragline.llm.models import (
     pull_model,
 )
 
-models_app = typer.Typer(
+models_app = typer.Typer(rich_markup_mode=None,
     help="Download and list local GGUF models (no download ever happens implicitly).",
     no_args_is_help=True,
 )

@@ -104,7 +104,7 @@ def _show_notes() -> None:
         logger.propagate = False
 
 
-app = typer.Typer(
+app = typer.Typer(rich_markup_mode=None,
     cls=_Group,
     name="ragline",
     help="Retrieval-augmented generation with verified citations, and evaluation you can trust.",
@@ -120,7 +120,7 @@ def _root(
     """Retrieval-augmented generation with verified citations, and evaluation you can trust."""
 
 
-bench_app = typer.Typer(help="Benchmarks: speed and quality on real datasets.", no_args_is_help=True)
+bench_app = typer.Typer(rich_markup_mode=None, help="Benchmarks: speed and quality on real datasets.", no_args_is_help=True)
 app.add_typer(bench_app, name="bench")
 
 # -- ingest -----------------------------------------------------------------------------------
@@ -355,7 +355,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "models": ("ragline.cli.models", "models_app", "typer",
                "Download and list local GGUF models (no download ever happens implicitly)."),
     "adapt": ("ragline.cli.adapt", "adapt_app", "typer",
-              "Adapt retrieval to your corpus without labels: synthetic queries."),
+              "Adapt retrieval to your corpus without labels: synthetic queries, "
+              "a trained reranker, before/after."),
     "train": ("ragline.cli.train", "train_app", "typer",
               "Train ragline's own models (needs: pip install 'ragline[train]')."),
 }
@@ -375,7 +376,7 @@ def load_lazy_command(name: str) -> Any:
             target.command("answers")(eval_answers)
             target.command("verifier")(eval_verifier)
     if kind == "command":
-        single = typer.Typer(add_completion=False)
+        single = typer.Typer(rich_markup_mode=None, add_completion=False)
         single.command(name)(target)
         return typer.main.get_command(single)
     target._add_completion = False  # completion belongs to the top-level command only

@@ -24,8 +24,8 @@ from ragline.evaluate.registry import RunRecord, RunRegistry, differing_settings
 from ragline.evaluate.report import report_data_from_runs, write_report
 from ragline.evaluate.stats import Comparison, Verdict
 
-runs_app = typer.Typer(help="Recorded evaluation runs: list, show, compare.", no_args_is_help=True)
-datasets_app = typer.Typer(help="Evaluation datasets.", no_args_is_help=True)
+runs_app = typer.Typer(rich_markup_mode=None, help="Recorded evaluation runs: list, show, compare.", no_args_is_help=True)
+datasets_app = typer.Typer(rich_markup_mode=None, help="Evaluation datasets.", no_args_is_help=True)
 
 RegistryOption = Annotated[
     Path | None,

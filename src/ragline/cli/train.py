@@ -12,7 +12,7 @@ from rich.markup import escape
 
 from ragline.cli._common import err_console as err
 
-train_app = typer.Typer(help="Train ragline's own models (needs: pip install 'ragline[train]').",
+train_app = typer.Typer(rich_markup_mode=None, help="Train ragline's own models (needs: pip install 'ragline[train]').",
                         no_args_is_help=True)
 
 
