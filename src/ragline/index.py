@@ -339,7 +339,8 @@ class Index:
             raise ConfigError(
                 f"the index at {self.path} was embedded with {built_with}, but the configured "
                 f"embedder is {self.embedder.model_id}; search without --config (the index "
-                "remembers its own), or ingest into a new --index folder"
+                "remembers its own), re-embed into a new folder (ragline adapt reembed --index "
+                f"{self.path} --model MODEL --out NEW), or ingest into a new --index folder"
             )
 
     def _derived_index(self) -> DerivedIndex:

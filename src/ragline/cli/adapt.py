@@ -82,6 +82,8 @@ BatchOpt = Annotated[int, typer.Option(min=1, help="Pairs per training step.")]
 LengthOpt = Annotated[int, typer.Option(min=16, max=512,
                                         help="Word pieces of (passage, query) read at once.")]
 ThreadsOpt = Annotated[int, typer.Option(min=1, help="CPU threads for training.")]
+LearningRateOpt = Annotated[float | None, typer.Option(
+    min=1e-7, max=1e-2, help="Peak learning rate (default: the model's training default).")]
 
 
 @adapt_app.command("train-reranker")
@@ -100,6 +102,7 @@ def train_reranker_command(
     threads: ThreadsOpt = 2,
     random_negatives: Annotated[int, typer.Option(
         min=0, help="Random passages added per query as easy negatives.")] = 1,
+    learning_rate: LearningRateOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Train a cross-encoder reranker (the verifier's trainer) for this index; use it with
@@ -108,7 +111,8 @@ def train_reranker_command(
     from ragline.adapt.run import reranker_queries
 
     train_config = replace(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
-                           max_length=max_length, threads=threads)
+                           max_length=max_length, threads=threads,
+                           learning_rate=learning_rate or RERANKER_TRAINING.learning_rate)
     with open_index(index, config) as idx:
         queries, source = reranker_queries(idx, data=data, labels=labels, split=split,
                                            say=_say(json_output))
@@ -148,6 +152,7 @@ def train_embedder_command(
     max_length: LengthOpt = 256,
     threads: ThreadsOpt = 2,
     hard_negatives: Annotated[int, typer.Option(min=0, help="Mined negatives per query.")] = 1,
+    learning_rate: LearningRateOpt = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the manifest as JSON.")] = False,
 ) -> None:
     """Fine-tune the embedding model (contrastive: in-batch and hard negatives) for this index;
@@ -156,6 +161,7 @@ def train_embedder_command(
     from ragline.adapt.run import reranker_queries
 
     train_config = replace(EMBEDDER_TRAINING, epochs=epochs, batch_size=batch_size,
+                           learning_rate=learning_rate or EMBEDDER_TRAINING.learning_rate,
                            max_length=max_length, threads=threads)
     with open_index(index, config) as idx:
         queries, source = reranker_queries(idx, data=data, labels=labels, split=split,
@@ -224,6 +230,10 @@ def run_command(
     embedder: Annotated[bool, typer.Option(
         "--embedder/--no-embedder", help="Also fine-tune the embedder (scoring it re-embeds "
         "the evaluation corpus).")] = False,
+    reranker_lr: Annotated[float | None, typer.Option(
+        min=1e-7, max=1e-2, help="Peak learning rate of the reranker.")] = None,
+    embedder_lr: Annotated[float | None, typer.Option(
+        min=1e-7, max=1e-2, help="Peak learning rate of the embedder.")] = None,
     json_output: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
     """Generate synthetic queries, train a reranker on them, and score search before and after
@@ -240,10 +250,12 @@ def run_command(
     plan = AdaptSettings(
         generation=GenerationSettings(passages=passages, seed=seed),
         training=replace(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
-                         max_length=max_length, threads=threads),
+                         max_length=max_length, threads=threads,
+                         learning_rate=reranker_lr or RERANKER_TRAINING.learning_rate),
         rerank_depth=rerank_depth, eval_dataset=eval_dataset, split=split, embedder=embedder,
         embedder_training=replace(EMBEDDER_TRAINING, epochs=epochs, max_length=max_length,
-                                  threads=threads))
+                                  threads=threads,
+                                  learning_rate=embedder_lr or EMBEDDER_TRAINING.learning_rate))
     with open_index(index, config) as idx, (
             LLM("local") if settings.is_default_local else build_llm(settings)) as llm, \
             _training_bar(json_output) as progress:
