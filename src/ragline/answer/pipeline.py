@@ -395,19 +395,22 @@ def _generate_text(
     ttft: float | None = None
     text, shown, completion = "", 0, None
     events = llm.stream(messages, **options)
-    for event in events:
-        if event.kind is StreamEventKind.DONE:
-            completion = event.completion
-        elif event.kind is StreamEventKind.TEXT and event.text:
-            ttft = ttft if ttft is not None else time.perf_counter() - started
-            text += event.text
-            cut, safe = _repetition(text, final=False)
-            if cut is not None:
-                _close(events)
-                run.notes.append("generation stopped early: the model began repeating itself")
-                text = text[:cut]
-                break
-            shown = _emit(stream, text, shown, safe)
+    try:
+        for event in events:
+            if event.kind is StreamEventKind.DONE:
+                completion = event.completion
+            elif event.kind is StreamEventKind.TEXT and event.text:
+                ttft = ttft if ttft is not None else time.perf_counter() - started
+                text += event.text
+                cut, safe = _repetition(text, final=False)
+                if cut is not None:
+                    run.notes.append("generation stopped early: the model began repeating "
+                                     "itself")
+                    text = text[:cut]
+                    break
+                shown = _emit(stream, text, shown, safe)
+    finally:  # also when `stream` raised (its reader went away): the model stops generating
+        _close(events)
     cut, _ = _repetition(text, final=True)
     text = text[:cut] if cut is not None else text
     _emit(stream, text.rstrip(), shown, len(text.rstrip()))

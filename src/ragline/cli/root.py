@@ -359,6 +359,11 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "a trained reranker, before/after."),
     "train": ("ragline.cli.train", "train_app", "typer",
               "Train ragline's own models (needs: pip install 'ragline[train]')."),
+    "serve": ("ragline.cli.serve", "serve_command", "command",
+              "Serve collections over HTTP: search, ask with verified citations, "
+              "OpenAI-compatible /v1."),
+    "keys": ("ragline.cli.serve", "keys_app", "typer",
+             "API keys of `ragline serve`: create, list, revoke."),
 }
 
 

@@ -1,0 +1,187 @@
+"""Collections: separate index folders under the server's data directory.
+
+    <data_dir>/collections/<name>/index/     the index (ragline.sqlite, derived/)
+    <data_dir>/collections/<name>/uploads/   the uploaded files, ingested from here
+    <data_dir>/collections/<name>/id         a random id, new each time the name is created
+
+A collection mounted with `ragline serve --index DIR` keeps its index in DIR and its uploads
+in `<data_dir>/mounts/<name>/uploads/`; it cannot be deleted through the API.
+
+An `Index` keeps one database connection that must not be used by two threads at once, so each
+model thread keeps its own `Index` per collection (`index`), all sharing one embedder per
+embedding configuration; short bookkeeping calls open and close one (`opened`).
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from ragline.config import RaglineConfig, StoreSettings
+from ragline.embed.base import Embedder
+from ragline.index import Index
+from ragline.server.errors import ApiError
+from ragline.server.keys import valid_collection_name
+from ragline.store.sqlite import DB_NAME
+
+
+@dataclass(frozen=True, slots=True)
+class Collection:
+    name: str
+    root: Path
+    index_dir: Path
+    uploads: Path
+    mounted: bool = False
+
+    @property
+    def built(self) -> bool:
+        """Whether an index exists yet (it is made by the first ingest)."""
+        return (self.index_dir / DB_NAME).exists()
+
+
+class Catalog:
+    """The collections of one data directory, and the `Index` objects that serve them."""
+
+    def __init__(self, data_dir: Path, *, mounts: dict[str, Path] | None = None,
+                 config: RaglineConfig | None = None, embedder: Embedder | None = None) -> None:
+        self.data_dir = data_dir
+        self.mounts = dict(mounts or {})
+        self.config = config
+        self._embedder = embedder
+        self._embedders: dict[str, Embedder] = {}
+        self._lock = threading.Lock()
+        self._local = threading.local()
+        (data_dir / "collections").mkdir(parents=True, exist_ok=True)
+
+    # -- the folders ------------------------------------------------------------------------
+
+    def names(self) -> list[str]:
+        found = {p.name for p in (self.data_dir / "collections").iterdir()
+                 if p.is_dir() and valid_collection_name(p.name) and (p / "id").exists()}
+        return sorted(found | set(self.mounts))
+
+    def get(self, name: str) -> Collection:
+        if name in self.mounts:
+            root = self.data_dir / "mounts" / name
+            return Collection(name, root, self.mounts[name], root / "uploads", mounted=True)
+        root = self.data_dir / "collections" / name
+        if not valid_collection_name(name) or not (root / "id").exists():
+            raise ApiError(404, "collection_not_found",
+                           f"no collection {name!r}; POST /collections creates one")
+        return Collection(name, root, root / "index", root / "uploads")
+
+    def create(self, name: str) -> Collection:
+        if not valid_collection_name(name):
+            raise ApiError(422, "invalid_name", f"invalid collection name {name!r}: use "
+                           "lower-case letters, digits, '-' and '_' (at most 64 characters)")
+        root = self.data_dir / "collections" / name
+        with self._lock:
+            if name in self.mounts or (root / "id").exists():
+                raise ApiError(409, "collection_exists", f"collection {name!r} already exists")
+            (root / "uploads").mkdir(parents=True, exist_ok=True)
+            (root / "index").mkdir(exist_ok=True)
+            (root / "id").write_text(secrets.token_hex(8), encoding="utf-8")
+        return self.get(name)
+
+    def delete(self, name: str) -> None:
+        collection = self.get(name)
+        if collection.mounted:
+            raise ApiError(409, "collection_mounted", f"collection {name!r} is an index folder "
+                           "mounted with --index; it is not deleted through the API")
+        with self._lock:
+            (collection.root / "id").unlink(missing_ok=True)  # gone for every reader at once
+            shutil.rmtree(collection.root, ignore_errors=True)
+
+    def incarnation(self, collection: Collection) -> str:
+        if collection.mounted:
+            return "mounted"
+        try:
+            return (collection.root / "id").read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise ApiError(404, "collection_not_found",
+                           f"collection {collection.name!r} was deleted") from None
+
+    # -- indexes ----------------------------------------------------------------------------
+
+    def _config_for(self, collection: Collection) -> RaglineConfig | None:
+        if self.config is None or collection.mounted:
+            return self.config
+        # a created collection is a folder of its own: SQLite, whatever [store] the file names
+        return self.config.model_copy(update={"store": StoreSettings()})
+
+    def new_index(self, collection: Collection) -> Index:
+        """A fresh `Index` for `collection` (the caller closes it), with the shared embedder."""
+        config = self._config_for(collection)
+        probe = Index(collection.index_dir, config)
+        try:
+            settings = probe.config
+        finally:
+            probe.close()
+        return Index(collection.index_dir, config, embedder=self.embedder_for(settings))
+
+    @contextmanager
+    def opened(self, name: str) -> Iterator[Index]:
+        index = self.new_index(self.built(name))
+        try:
+            yield index
+        finally:
+            index.close()
+
+    def built(self, name: str) -> Collection:
+        """The collection, which must hold an index already (409 otherwise)."""
+        collection = self.get(name)
+        if not collection.built and not collection.mounted:  # a mount may be on PostgreSQL
+            raise ApiError(409, "collection_empty", f"collection {name!r} has no documents yet: "
+                           f"upload some (POST /collections/{name}/documents) and ingest them "
+                           f"(POST /collections/{name}/ingest)")
+        return collection
+
+    def index(self, name: str) -> Index:
+        """This thread's `Index` of collection `name` (model threads only: they are few)."""
+        collection = self.built(name)
+        incarnation = self.incarnation(collection)
+        cached: dict[str, tuple[str, Index]] = self._local.__dict__.setdefault("indexes", {})
+        held = cached.get(name)
+        if held is not None and held[0] == incarnation:
+            return held[1]
+        if held is not None:
+            held[1].close()
+        index = self.new_index(collection)
+        cached[name] = (incarnation, index)
+        return index
+
+    def embedder(self, name: str) -> Embedder:
+        """The embedder collection `name` is (or will be) built with."""
+        probe = Index(self.get(name).index_dir, self._config_for(self.get(name)))
+        try:
+            return self.embedder_for(probe.config)
+        finally:
+            probe.close()
+
+    def embedder_for(self, config: RaglineConfig) -> Embedder:
+        if self._embedder is not None:
+            return self._embedder
+        key = config.fingerprint("embedder")
+        with self._lock:
+            if key not in self._embedders:
+                self._embedders[key] = config.embedder.build()
+            return self._embedders[key]
+
+    def summary(self, name: str) -> dict[str, Any]:
+        """What `GET /collections` shows of one collection."""
+        collection = self.get(name)
+        uploads = [p for p in collection.uploads.glob("*") if p.is_file()] \
+            if collection.uploads.exists() else []
+        info: dict[str, Any] = {"name": name, "mounted": collection.mounted,
+                                "uploads": len(uploads), "documents": 0, "chunks": 0}
+        if collection.built:
+            with self.opened(name) as index:
+                info["documents"] = index.store.count_documents()
+                info["chunks"] = index.store.count_chunks()
+        return info

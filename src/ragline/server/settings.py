@@ -1,0 +1,50 @@
+"""`ServerSettings`: everything `ragline serve` decides, in one validated object.
+
+It travels to uvicorn's worker processes as JSON (`RAGLINE_SERVER_SETTINGS`) when `--workers`
+is above 1, so every field is plain data.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ragline.paths import ragline_home
+
+SETTINGS_ENV = "RAGLINE_SERVER_SETTINGS"
+MiB = 2**20
+
+
+def default_data_dir() -> Path:
+    return ragline_home() / "server"
+
+
+class ServerSettings(BaseModel):
+    """How the service runs. `data_dir` holds one folder per collection
+    (`collections/<name>/index` and `.../uploads`); `mounts` serves existing index folders as
+    collections (`ragline serve --index DIR` mounts DIR as `default`)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    data_dir: Path = Field(default_factory=default_data_dir)
+    mounts: dict[str, Path] = Field(default_factory=dict)
+    config: Path | None = None  # a ragline TOML file: [llm] and the settings of new collections
+    keys_path: Path | None = None  # default $RAGLINE_HOME/keys.sqlite
+    extractive: bool = False  # answer by quoting sources only: no model is started
+    # limits of one request
+    max_upload_bytes: int = Field(50 * MiB, gt=0)
+    max_body_bytes: int = Field(1 * MiB, gt=0)
+    # per key (a key's own values win)
+    rate_per_second: float = Field(10.0, gt=0)
+    burst: int = Field(20, gt=0)
+    concurrency: int = Field(4, gt=0)
+    # model inference off the event loop: threads, and requests allowed to wait for one
+    inference_workers: int = Field(2, gt=0)
+    inference_queue: int = Field(8, ge=0)
+    retry_after_s: int = Field(1, gt=0)
+
+    def keys_file(self) -> Path:
+        from ragline.server.keys import default_keys_path
+
+        return self.keys_path or default_keys_path()

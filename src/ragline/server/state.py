@@ -1,0 +1,96 @@
+"""What one app holds: settings, collections, keys, limits, jobs, metrics and the answer model."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from ragline.config import RaglineConfig
+from ragline.embed.base import Embedder
+from ragline.llm.config import LLMConfig, build_llm
+from ragline.server.catalog import Catalog
+from ragline.server.jobs import JobRunner, JobStore
+from ragline.server.keys import KeyStore
+from ragline.server.limits import ConcurrencyLimiter, InferencePool, RateLimiter
+from ragline.server.middleware import Metrics
+from ragline.server.settings import ServerSettings
+
+log = logging.getLogger("ragline.server")
+
+
+class Generator:
+    """The answer model, started on first use and shared by every request (None: answer
+    extractively, because the server was told to or no model could start)."""
+
+    def __init__(self, config: LLMConfig, *, extractive: bool, llm: Any = None) -> None:
+        self.config, self.extractive = config, extractive
+        self._llm, self._owned, self._tried = llm, False, llm is not None
+        self.note: str | None = None
+        self._lock = threading.Lock()
+
+    def get(self) -> Any:
+        if self.extractive:
+            return None
+        with self._lock:
+            if not self._tried:
+                self._tried = True
+                self._llm, self._owned = self._start(), True
+            return self._llm
+
+    def _start(self) -> Any:
+        from ragline.llm import LLM
+        from ragline.llm.models import LocalModelError
+
+        try:
+            return LLM("local") if self.config.is_default_local else build_llm(self.config)
+        except LocalModelError as exc:
+            self.note = f"no local model available ({exc}); answered extractively"
+            log.warning("%s", self.note)
+            return None
+
+    def close(self) -> None:
+        with self._lock:
+            if self._owned and self._llm is not None:
+                self._llm.close()
+            self._llm = None
+
+
+@dataclass
+class ServerState:
+    settings: ServerSettings
+    catalog: Catalog
+    keys: KeyStore
+    jobs: JobStore
+    runner: JobRunner
+    pool: InferencePool
+    generator: Generator
+    metrics: Metrics = field(default_factory=Metrics)
+    rate: RateLimiter = field(default_factory=RateLimiter)
+    concurrency: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+    ready: bool = False
+
+    @classmethod
+    def build(cls, settings: ServerSettings, config: RaglineConfig | None, *, llm: Any = None,
+              embedder: Embedder | None = None) -> ServerState:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        jobs = JobStore(settings.data_dir / "jobs.sqlite")
+        return cls(
+            settings=settings,
+            catalog=Catalog(settings.data_dir, mounts=settings.mounts, config=config,
+                            embedder=embedder),
+            keys=KeyStore(settings.keys_file()),
+            jobs=jobs,
+            runner=JobRunner(jobs),
+            pool=InferencePool(settings.inference_workers, settings.inference_queue,
+                               retry_after=settings.retry_after_s),
+            generator=Generator(config.llm if config else LLMConfig(),
+                                extractive=settings.extractive, llm=llm),
+        )
+
+    def close(self) -> None:
+        self.ready = False
+        self.runner.shutdown()
+        self.pool.shutdown()
+        self.generator.close()
