@@ -90,6 +90,20 @@ def test_search_hands_the_reranker_its_depth_and_records_its_stage(
     assert reranked[0].stages["hybrid"].rank == 6  # and what retrieval said of it, kept
 
 
+def test_only_the_top_depth_is_reranked_the_rest_keeps_its_order(
+        embedder: Any, index: Any) -> None:
+    from ragline import Index
+
+    plain = index.search("planet", k=6)
+    reverse = Reverse(depth=3)
+    with Index(index.path, embedder=embedder, reranker=reverse) as reranked_index:
+        reranked = reranked_index.search("planet", k=6)  # k above the depth
+    assert reverse.seen == [3]
+    assert [h.chunk.id for h in reranked] == [h.chunk.id for h in plain[:3][::-1] + plain[3:]]
+    assert [h.rank for h in reranked] == [1, 2, 3, 4, 5, 6]
+    assert all("reverse" not in h.stages for h in reranked[3:])
+
+
 def test_a_reranker_that_invents_a_hit_is_refused(index: Any, embedder: Any) -> None:
     from ragline import Index
 
@@ -184,3 +198,16 @@ def test_the_blend_comes_from_the_config_else_the_models_manifest(tmp_path: Path
     assert isinstance(configured, CrossEncoderReranker) and configured.blend == 0.8  # it wins
     with pytest.raises(ConfigError, match="between 0 and 1"):
         CrossEncoderReranker(model, blend=1.5)
+
+
+def test_tune_reranks_with_the_fused_scores_a_blend_mixes_in(index: Any, embedder: Any) -> None:
+    from ragline import Index
+    from ragline.answer.support_model import SHIPPED_DIR
+    from ragline.retrieve.rerank import CrossEncoderReranker
+
+    retrieval_only = CrossEncoderReranker(SHIPPED_DIR, depth=6, threads=1, blend=0.0)
+    with Index(index.path, embedder=embedder, reranker=retrieval_only) as reranked_index:
+        rows = [r for r, _ in reranked_index.candidates("planet", mode="bm25", depth=6)["bm25"]]
+        # blend 0 is the retrieval score's order: here the scores say the last row is best
+        assert reranked_index.rerank_rows("planet", rows, [float(i) for i in range(len(rows))]) \
+            == rows[::-1]

@@ -257,10 +257,13 @@ class Index:
                                params)
 
     @_guarded
-    def rerank_rows(self, query: str, rowids: Sequence[int]) -> list[int]:
+    def rerank_rows(self, query: str, rowids: Sequence[int],
+                    scores: Sequence[float] | None = None) -> list[int]:
         """These chunk row ids (fused candidates, best first) in the configured reranker's
         order: it reorders the first `rerank_depth`, the rest follow as given (unchanged when
-        no reranker is configured). What `tune` uses to score a grid point as search would."""
+        no reranker is configured). `scores` are the fused scores (a blended reranker mixes
+        them in; without them all count equal). What `tune` uses to score a grid point as
+        search would."""
         import numpy as np
 
         from ragline.retrieve.base import Ranking
@@ -273,7 +276,9 @@ class Index:
         head = np.asarray(rows[: reranker.depth], dtype=np.int64)
         stored = store.chunks_by_rowid(head.tolist())
         row_of = {item.chunk.id: rowid for rowid, item in stored.items()}
-        ranking = Ranking.single("fused", (head, np.zeros(len(head), dtype=np.float64)))
+        fused = (np.zeros(len(head)) if scores is None
+                 else np.asarray(list(scores)[: len(head)], dtype=np.float64))
+        ranking = Ranking.single("fused", (head, fused))
         hits = hits_for(ranking, store, stored)
         order = [row_of[hit.chunk.id] for hit in rerank(query, hits, reranker)]
         return order + rows[len(head):]

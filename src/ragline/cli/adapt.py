@@ -12,12 +12,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ragline.cli._common import console, err_console
+
+if TYPE_CHECKING:
+    from ragline.train.cross_encoder import TrainConfig
 from ragline.cli.answer import (
     BaseUrlOpt,
     ConfigOpt,
@@ -77,10 +80,19 @@ def generate_command(
         f"${data['cost_usd']:.4f}; written to {out}", highlight=False, soft_wrap=True)
 
 
-EpochsOpt = Annotated[float, typer.Option(min=0.1, help="Passes over the training pairs.")]
+EpochsOpt = Annotated[float | None, typer.Option(
+    min=0.1, help="Passes over the training pairs (default: the model's training default).")]
 BatchOpt = Annotated[int, typer.Option(min=1, help="Pairs per training step.")]
-LengthOpt = Annotated[int, typer.Option(min=16, max=512,
-                                        help="Word pieces of (passage, query) read at once.")]
+LengthOpt = Annotated[int | None, typer.Option(
+    min=16, max=512, help="Word pieces of (passage, query) read at once (default: the model's "
+    "training default).")]
+
+
+def _overrides(config: TrainConfig, **values: Any) -> TrainConfig:
+    """`config` with the options the user gave (None: keep the model's own default)."""
+    return replace(config, **{k: v for k, v in values.items() if v is not None})
+
+
 ThreadsOpt = Annotated[int, typer.Option(min=1, help="CPU threads for training.")]
 LearningRateOpt = Annotated[float | None, typer.Option(
     min=1e-7, max=1e-2, help="Peak learning rate (default: the model's training default).")]
@@ -96,9 +108,9 @@ def train_reranker_command(
     split: Annotated[str, typer.Option(help="qrels split of --labels (never test).")] = "train",
     index: IndexOpt = Path(".ragline"),
     config: ConfigOpt = None,
-    epochs: EpochsOpt = 2.0,
+    epochs: EpochsOpt = None,
     batch_size: BatchOpt = 16,
-    max_length: LengthOpt = 256,
+    max_length: LengthOpt = None,
     threads: ThreadsOpt = 2,
     random_negatives: Annotated[int, typer.Option(
         min=0, help="Random passages added per query as easy negatives.")] = 1,
@@ -110,9 +122,9 @@ def train_reranker_command(
     from ragline.adapt.reranker import RERANKER_TRAINING, train_reranker
     from ragline.adapt.run import reranker_queries
 
-    train_config = replace(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
-                           max_length=max_length, threads=threads,
-                           learning_rate=learning_rate or RERANKER_TRAINING.learning_rate)
+    train_config = _overrides(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
+                              max_length=max_length, threads=threads,
+                              learning_rate=learning_rate)
     with open_index(index, config) as idx:
         queries, source = reranker_queries(idx, data=data, labels=labels, split=split,
                                            say=_say(json_output))
@@ -146,10 +158,10 @@ def train_embedder_command(
     split: Annotated[str, typer.Option(help="qrels split of --labels (never test).")] = "train",
     index: IndexOpt = Path(".ragline"),
     config: ConfigOpt = None,
-    epochs: EpochsOpt = 2.0,
+    epochs: EpochsOpt = None,
     batch_size: Annotated[int, typer.Option(
         min=2, help="Queries per step (the other passages are each one's negatives).")] = 32,
-    max_length: LengthOpt = 256,
+    max_length: LengthOpt = None,
     threads: ThreadsOpt = 2,
     hard_negatives: Annotated[int, typer.Option(min=0, help="Mined negatives per query.")] = 1,
     learning_rate: LearningRateOpt = None,
@@ -160,9 +172,9 @@ def train_embedder_command(
     from ragline.adapt.embedder import EMBEDDER_TRAINING, train_embedder
     from ragline.adapt.run import reranker_queries
 
-    train_config = replace(EMBEDDER_TRAINING, epochs=epochs, batch_size=batch_size,
-                           learning_rate=learning_rate or EMBEDDER_TRAINING.learning_rate,
-                           max_length=max_length, threads=threads)
+    train_config = _overrides(EMBEDDER_TRAINING, epochs=epochs, batch_size=batch_size,
+                              learning_rate=learning_rate, max_length=max_length,
+                              threads=threads)
     with open_index(index, config) as idx:
         queries, source = reranker_queries(idx, data=data, labels=labels, split=split,
                                            say=_say(json_output))
@@ -223,9 +235,9 @@ def run_command(
     passages: Annotated[int, typer.Option(min=1, help="Passages to write a question for.")] = 200,
     seed: Annotated[int, typer.Option(help="Seed of the passage sample and the model.")] = 0,
     rerank_depth: Annotated[int, typer.Option(min=1, help="Hits the reranker reorders.")] = 20,
-    epochs: EpochsOpt = 2.0,
+    epochs: EpochsOpt = None,
     batch_size: BatchOpt = 16,
-    max_length: LengthOpt = 256,
+    max_length: LengthOpt = None,
     threads: ThreadsOpt = 2,
     embedder: Annotated[bool, typer.Option(
         "--embedder/--no-embedder", help="Also fine-tune the embedder (scoring it re-embeds "
@@ -249,13 +261,11 @@ def run_command(
                             timeout=timeout)
     plan = AdaptSettings(
         generation=GenerationSettings(passages=passages, seed=seed),
-        training=replace(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
-                         max_length=max_length, threads=threads,
-                         learning_rate=reranker_lr or RERANKER_TRAINING.learning_rate),
+        training=_overrides(RERANKER_TRAINING, epochs=epochs, batch_size=batch_size,
+                            max_length=max_length, threads=threads, learning_rate=reranker_lr),
         rerank_depth=rerank_depth, eval_dataset=eval_dataset, split=split, embedder=embedder,
-        embedder_training=replace(EMBEDDER_TRAINING, epochs=epochs, max_length=max_length,
-                                  threads=threads,
-                                  learning_rate=embedder_lr or EMBEDDER_TRAINING.learning_rate))
+        embedder_training=_overrides(EMBEDDER_TRAINING, epochs=epochs, max_length=max_length,
+                                     threads=threads, learning_rate=embedder_lr))
     with open_index(index, config) as idx, (
             LLM("local") if settings.is_default_local else build_llm(settings)) as llm, \
             _training_bar(json_output) as progress:

@@ -120,7 +120,7 @@ def sweep(
 
 def _ranked_run(
     lists: dict[str, list[tuple[int, float]]], point: GridPoint, row_docs: dict[int, str],
-    rerank: Callable[[list[int]], list[int]] | None = None,
+    rerank: Callable[[list[int], list[float]], list[int]] | None = None,
 ) -> dict[str, float]:
     """The document run `ragline search` would produce at this grid point: the same chunk-level
     fusion (`retrieve.search.fuse`) and, when one is configured, the same reranker
@@ -136,9 +136,10 @@ def _ranked_run(
         fusion=point.fusion, rrf_k=point.rrf_k, alpha=point.alpha, depth=point.depth)
     ranked: list[str] = []
     seen: set[str] = set()
-    rows = [row for row, _score in fuse(cut, params)]
+    fused = fuse(cut, params)
+    rows = [row for row, _score in fused]
     if rerank is not None:
-        rows = rerank(rows)
+        rows = rerank(rows, [score for _row, score in fused])
     for row in rows:
         doc_id = row_docs.get(row, "")
         if doc_id and doc_id not in seen:

@@ -176,13 +176,17 @@ def hits_for(ranking: Ranking, store: Store,
 
 
 def rerank(query: str, hits: list[Hit], reranker: Reranker) -> list[Hit]:
-    """`reranker`'s order of `hits`, renumbered, each with the reranker's stage recorded."""
-    chosen = reranker.rerank(query, hits)
-    given = {hit.chunk.id for hit in hits}
+    """`reranker`'s order of the top `reranker.depth` of `hits`, then the rest in retrieval
+    order (as `Index.rerank_rows` does for eval and tune), renumbered; each reranked hit
+    records the reranker's stage."""
+    head, tail = hits[: reranker.depth], hits[reranker.depth:]
+    chosen = reranker.rerank(query, head)
+    given = {hit.chunk.id for hit in head}
     if any(hit.chunk.id not in given for hit in chosen):
         raise ConfigError(f"reranker {reranker.name!r} returned a hit it was not given")
-    return [replace(hit, rank=i, stages={**hit.stages, reranker.name: Stage(i, hit.score)})
-            for i, hit in enumerate(chosen, start=1)]
+    reranked = [replace(hit, rank=i, stages={**hit.stages, reranker.name: Stage(i, hit.score)})
+                for i, hit in enumerate(chosen, start=1)]
+    return reranked + [replace(hit, rank=i) for i, hit in enumerate(tail, len(reranked) + 1)]
 
 
 def _ranks_of(rowids: list[int], ranked: Ranked) -> dict[int, Stage]:
