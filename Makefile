@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ragline-installed
 DEMO_INDEX := .ragline-demo
 
-.PHONY: install generator demo postgres test test-all lint typecheck bench-scifact train-verifier clean
+.PHONY: install generator demo postgres chromium test test-all lint typecheck bench-scifact train-verifier clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -51,7 +51,15 @@ demo: install generator
 postgres:
 	@scripts/postgres.sh >/dev/null
 
-test: install postgres
+# The web UI's browser test drives Debian's chromium through playwright (never `playwright
+# install`): installed from Debian's packages the first time, a no-op once /usr/bin/chromium exists.
+chromium:
+	@[ -x /usr/bin/chromium ] || { \
+		if [ "$$(id -u)" = 0 ]; then as_root=; else as_root=sudo; fi; \
+		$$as_root apt-get update -qq && \
+		$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+
+test: install postgres chromium
 	$(BIN)/python -m pytest -q
 
 test-all: install

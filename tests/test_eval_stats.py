@@ -17,6 +17,9 @@ from ragline.evaluate.stats import (
     min_detectable_effect,
     paired_bootstrap_ci,
     paired_permutation_test,
+    two_sample_bootstrap_ci,
+    two_sample_min_detectable_effect,
+    two_sample_permutation_test,
 )
 
 
@@ -214,3 +217,49 @@ def test_compare_refuses_missing_metric() -> None:
     a, b = _pairs(n=10)
     with pytest.raises(ComparisonError, match="MAP"):
         compare_paired(_per_query(a), _per_query(b), ["MAP"])
+
+
+# ---------------------------------------------------------------- two independent groups
+
+
+def test_two_sample_permutation_exact_matches_enumeration() -> None:
+    a, b = [0.1, 0.4, 0.3], [0.9, 0.7, 0.8, 0.6]
+    pooled = np.array(a + b)
+    observed = np.mean(b) - np.mean(a)
+    splits = list(itertools.combinations(range(len(pooled)), len(a)))
+    diffs = [pooled[[i for i in range(len(pooled)) if i not in chosen]].mean()
+             - pooled[list(chosen)].mean() for chosen in splits]
+    # two-sided as scipy defines it: twice the smaller one-sided p (here 2 of 35 splits)
+    greater = sum(d >= observed - 1e-12 for d in diffs) / len(splits)
+    less = sum(d <= observed + 1e-12 for d in diffs) / len(splits)
+    expected = min(1.0, 2 * min(greater, less))
+    assert two_sample_permutation_test(a, b) == pytest.approx(expected)
+    assert expected == pytest.approx(2 / 35)
+
+
+def test_two_sample_permutation_agrees_with_welch_on_large_groups() -> None:
+    rng = np.random.default_rng(3)
+    a, b = rng.normal(0.0, 1.0, 200), rng.normal(0.3, 1.0, 300)
+    p = two_sample_permutation_test(a, b, n_resamples=5000)
+    assert p == pytest.approx(sps.ttest_ind(a, b, equal_var=False).pvalue, abs=0.01)
+    assert two_sample_permutation_test(a, a.copy()) > 0.5
+
+
+def test_two_sample_bootstrap_ci_brackets_the_difference_of_means() -> None:
+    rng = np.random.default_rng(4)
+    a, b = rng.binomial(1, 0.5, 400).astype(float), rng.binomial(1, 0.7, 250).astype(float)
+    ci = two_sample_bootstrap_ci(a, b)
+    assert ci.estimate == pytest.approx(b.mean() - a.mean())
+    se = math.sqrt(a.var(ddof=1) / a.size + b.var(ddof=1) / b.size)
+    assert ci.low == pytest.approx(ci.estimate - 1.96 * se, abs=0.02)
+    assert ci.high == pytest.approx(ci.estimate + 1.96 * se, abs=0.02)
+    assert two_sample_bootstrap_ci([1.0, 1.0], [0.0, 0.0, 0.0]) == (-1.0, -1.0, -1.0)
+
+
+def test_two_sample_mde_shrinks_with_more_data_and_groups_need_two_values() -> None:
+    rng = np.random.default_rng(5)
+    small = two_sample_min_detectable_effect(rng.normal(size=20), rng.normal(size=20))
+    large = two_sample_min_detectable_effect(rng.normal(size=2000), rng.normal(size=2000))
+    assert large < small / 5
+    with pytest.raises(ComparisonError, match="at least 2 values in each group"):
+        two_sample_permutation_test([1.0], [1.0, 2.0])

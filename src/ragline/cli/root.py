@@ -364,6 +364,10 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
               "OpenAI-compatible /v1."),
     "keys": ("ragline.cli.serve", "keys_app", "typer",
              "API keys of `ragline serve`: create, list, revoke."),
+    "traces": ("ragline.cli.traces", "traces_app", "typer",
+               "Request traces of `ragline serve`: list, show."),
+    "experiments": ("ragline.cli.traces", "experiments_app", "typer",
+                    "Online A/B experiments of `ragline serve`: create, list, stop, report."),
 }
 
 

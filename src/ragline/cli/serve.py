@@ -48,6 +48,9 @@ def serve_command(
     inference_queue: Annotated[int, typer.Option(
         min=0, help="Requests that may wait for a model thread; past that, 503.")] = 8,
     log_level: Annotated[str, typer.Option(help="uvicorn's log level.")] = "info",
+    otlp_endpoint: Annotated[str | None, typer.Option(
+        help="Also export request traces over OTLP/HTTP to this collector (default "
+        "$OTEL_EXPORTER_OTLP_ENDPOINT; needs pip install 'ragline[otlp]').")] = None,
 ) -> None:
     """Serve collections over HTTP: search, ask with verified citations, OpenAI-compatible /v1.
 
@@ -68,7 +71,8 @@ def serve_command(
               "mounts": {"default": index.resolve()} if index is not None else {},
               "keys_path": keys, "max_upload_bytes": max_upload_bytes, "rate_per_second": rate,
               "burst": burst, "concurrency": concurrency,
-              "inference_workers": inference_workers, "inference_queue": inference_queue}
+              "inference_workers": inference_workers, "inference_queue": inference_queue,
+              "otlp_endpoint": otlp_endpoint}
     if data_dir is not None:
         values["data_dir"] = data_dir.resolve()
     settings = ServerSettings.model_validate(values)

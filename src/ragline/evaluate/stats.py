@@ -1,7 +1,8 @@
-"""Paired statistics for comparing two systems over the same queries.
+"""Statistics for comparing two systems: paired over the same queries (offline A/B), and
+two independent groups (`two_sample_*`: the arms of an online experiment).
 
-Every comparison is paired by query: system B's score on query q is compared with system A's on
-the same q. The engines are scipy's (`scipy.stats.bootstrap`, `scipy.stats.permutation_test`);
+Every offline comparison is paired by query: system B's score on query q is compared with
+system A's on the same q. The engines are scipy's (`scipy.stats.bootstrap`, `scipy.stats.permutation_test`);
 this module fixes the choices (paired, two-sided, percentile interval, seeded) and adds Holm's
 correction, the minimum detectable effect and a verdict a person can read.
 """
@@ -150,6 +151,92 @@ def paired_permutation_test(
     return float(min(1.0, result.pvalue))
 
 
+def _as_groups(a: Values, b: Values) -> tuple[FloatArray, FloatArray]:
+    xa = np.asarray(a, dtype=np.float64)
+    xb = np.asarray(b, dtype=np.float64)
+    if xa.ndim != 1 or xb.ndim != 1:
+        raise ComparisonError(f"samples must be 1-D, got {xa.shape} and {xb.shape}")
+    if xa.size < 2 or xb.size < 2:
+        raise ComparisonError(f"need at least 2 values in each group, got {xa.size} and "
+                              f"{xb.size}; collect more")
+    return xa, xb
+
+
+def _diff_of_means(a: FloatArray, b: FloatArray, axis: int = -1) -> Any:
+    return np.mean(b, axis=axis) - np.mean(a, axis=axis)
+
+
+def two_sample_bootstrap_ci(
+    a: Values,
+    b: Values,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    confidence: float = 0.95,
+    seed: int = 0,
+) -> Interval:
+    """mean(b) - mean(a) of two independent groups (unpaired: e.g. the two arms of an online
+    experiment, different users in each) with a percentile-bootstrap confidence interval.
+
+    Each group is resampled with replacement on its own, keeping its size.
+    """
+    xa, xb = _as_groups(a, b)
+    estimate = float(xb.mean() - xa.mean())
+    if np.all(xa == xa[0]) and np.all(xb == xb[0]):
+        return Interval(estimate, estimate, estimate)
+    result = sps.bootstrap(
+        (xa, xb),
+        _diff_of_means,
+        n_resamples=n_resamples,
+        paired=False,
+        vectorized=True,
+        confidence_level=confidence,
+        method="percentile",
+        rng=np.random.default_rng(seed),
+    )
+    ci = result.confidence_interval
+    return Interval(estimate, float(ci.low), float(ci.high))
+
+
+def two_sample_permutation_test(
+    a: Values,
+    b: Values,
+    *,
+    n_resamples: int = DEFAULT_RESAMPLES,
+    seed: int = 0,
+) -> float:
+    """Two-sided p-value (twice the smaller one-sided p, as scipy defines it) of a
+    two-sample permutation test of mean(b) = mean(a), for two independent groups: group
+    labels are reshuffled over the pooled values.
+
+    Exact when the number of distinct splits is at most n_resamples; otherwise Monte Carlo with
+    the (count + 1) / (n_resamples + 1) correction, so p is never 0.
+    """
+    xa, xb = _as_groups(a, b)
+    pooled = np.concatenate([xa, xb])
+    if np.all(pooled == pooled[0]):
+        return 1.0
+    result = sps.permutation_test(
+        (xa, xb),
+        _diff_of_means,
+        permutation_type="independent",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative="two-sided",
+        rng=np.random.default_rng(seed),
+    )
+    return float(min(1.0, result.pvalue))
+
+
+def two_sample_min_detectable_effect(
+    a: Values, b: Values, *, alpha: float = SIGNIFICANCE, power: float = 0.8
+) -> float:
+    """Smallest true difference of means two independent groups of these sizes would detect,
+    normal approximation: (z_{1-alpha/2} + z_{power}) * sqrt(s_a^2/n_a + s_b^2/n_b)."""
+    xa, xb = _as_groups(a, b)
+    z = float(sps.norm.ppf(1 - alpha / 2) + sps.norm.ppf(power))
+    return z * math.sqrt(float(xa.var(ddof=1)) / xa.size + float(xb.var(ddof=1)) / xb.size)
+
+
 def holm(p_values: Mapping[str, float]) -> dict[str, float]:
     """Holm-Bonferroni adjusted p-values (step-down, monotone, capped at 1), same keys."""
     ordered = sorted(p_values.items(), key=lambda kv: kv[1])
@@ -277,6 +364,12 @@ def _column(per_query: PerQuery, qids: Sequence[str], metric: str, side: str) ->
             f"(e.g. {missing[0]}); compare metrics both runs computed"
         )
     return np.array([per_query[q][metric] for q in qids], dtype=np.float64)
+
+
+def verdict(diff: float, ci: Interval, p_holm: float, *, higher_is_better: bool) -> Verdict:
+    """Better or worse only when the (Holm-adjusted) p is below 0.05 and the interval
+    excludes zero; otherwise no detectable difference."""
+    return _verdict(diff, ci, p_holm, higher_is_better)
 
 
 def _verdict(diff: float, ci: Interval, p_holm: float, higher_is_better: bool) -> Verdict:

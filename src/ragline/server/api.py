@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import anyio.to_thread
-from fastapi import APIRouter, Depends, File, Query, Request, UploadFile
+from fastapi import APIRouter, Depends, File, Query, Request, Response, UploadFile
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -26,13 +27,24 @@ from ragline.server.answers import (
     AskOptions,
     answer_events,
     answer_payload,
+    config_hash_of,
     public_hit,
+    reserve_traced,
     run_ask,
+    start_trace,
+    traced,
+    user_of,
 )
 from ragline.server.auth import Caller, caller, state_of
 from ragline.server.errors import ApiError
 from ragline.server.jobs import Job, JobProgress
 from ragline.server.state import ServerState
+from ragline.server.tracing import (
+    TRACE_HEADER,
+    drain_reranks,
+    record_search,
+    record_verify,
+)
 from ragline.server.uploads import (
     PendingFile,
     check_content,
@@ -67,6 +79,8 @@ class SearchRequest(BaseModel):
     alpha: float | None = Field(None, ge=0, le=1)
     where: dict[str, str | list[str]] = Field(default_factory=dict)
     path_prefix: str | None = None
+    user: str | None = Field(None, min_length=1, max_length=256,
+                             description="the end user (an experiment's arm is sticky to it)")
 
 
 class VerifyRequest(BaseModel):
@@ -264,59 +278,73 @@ async def get_job(job_id: str, request: Request, who: Authorized) -> dict[str, A
 
 
 @router.post("/collections/{name}/search")
-async def search(name: str, body: SearchRequest, request: Request,
+async def search(name: str, body: SearchRequest, request: Request, response: Response,
                  who: Authorized) -> dict[str, Any]:
     """Hits with their document, character span, page (of a paged source) and every
     retriever's rank and score."""
     who.require(name)
     state = state_of(request)
+    trace, routed = start_trace(state, "search", who.key.id, name, user_of(request, body.user))
 
     def run() -> list[dict[str, Any]]:
-        index = state.catalog.index(name)
+        index = state.catalog.index(name, routed.overrides)
+        trace.set(question=body.query, config_hash=config_hash_of(index, None),
+                  mode=body.mode.value if body.mode else index.config.search.mode.value)
+        drain_reranks()
+        started = time.time_ns()
         hits = index.search(body.query, mode=body.mode, k=body.k, fusion=body.fusion,
                             alpha=body.alpha, where=dict(body.where), path_prefix=body.path_prefix)
+        record_search(trace, hits, started, time.time_ns(), k=body.k or index.config.search.k)
         return [{**public_hit(h.to_dict()), "citation": {
             "doc_id": h.chunk.doc_id, "start": h.chunk.start, "end": h.chunk.end,
             "page": h.chunk.page, "pages": list(h.chunk.pages),
             "label": f"{h.chunk.doc_id} {page_label(h.chunk.pages)}".rstrip()}} for h in hits]
 
-    return {"collection": name, "query": body.query, "hits": await state.pool.run(run)}
+    hits = await traced(trace, state.pool.run(run))
+    response.headers[TRACE_HEADER] = trace.trace_id
+    return {"collection": name, "query": body.query, "hits": hits, "trace_id": trace.trace_id}
 
 
 @router.post("/collections/{name}/ask", response_model=None)
-async def ask(name: str, body: AskOptions, request: Request,
+async def ask(name: str, body: AskOptions, request: Request, response: Response,
               who: Authorized) -> dict[str, Any] | StreamingResponse:
     """An answer with verified citations; `"stream": true` (or `Accept: text/event-stream`)
     sends Server-Sent Events: `delta` pieces of text, then one `answer` event with the whole
-    answer and each claim's verdict (or one `error` event)."""
+    answer and each claim's verdict (or one `error` event). The request's trace id is in the
+    `X-Ragline-Trace` header and the answer's `trace_id`."""
     who.require(name)
     state = state_of(request)
     state.catalog.built(name)
+    trace, routed = start_trace(state, "ask", who.key.id, name, user_of(request, body.user))
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
-        slot = state.pool.reserve()  # 503 now, before the stream starts, when full
-        events = answer_events(state, name, body, slot, who.hold())
-        return StreamingResponse(_ask_sse(events), media_type="text/event-stream",
-                                 headers=_SSE_HEADERS)
-    answer = await state.pool.run(lambda: run_ask(state, name, body, None))
-    return answer_payload(answer)
+        slot = reserve_traced(state, trace)  # 503 now, before the stream starts, when full
+        events = answer_events(state, name, body, slot, who.hold(), trace, routed)
+        return StreamingResponse(_ask_sse(events, trace.trace_id),
+                                 media_type="text/event-stream",
+                                 headers={**_SSE_HEADERS, TRACE_HEADER: trace.trace_id})
+    answer = await traced(trace, state.pool.run(
+        lambda: run_ask(state, name, body, None, trace, routed)))
+    response.headers[TRACE_HEADER] = trace.trace_id
+    return answer_payload(answer, trace.trace_id)
 
 
 def sse(event: str, data: Any) -> str:
     return f"event: {event}\ndata: {json.dumps(data, ensure_ascii=False)}\n\n"
 
 
-async def _ask_sse(events: AsyncIterator[tuple[str, Any]]) -> AsyncIterator[str]:
+async def _ask_sse(events: AsyncIterator[tuple[str, Any]], trace_id: str
+                   ) -> AsyncIterator[str]:
     async for kind, value in events:
         if kind == "text":
             yield sse("delta", {"text": value})
         elif kind == "answer":
-            yield sse("answer", answer_payload(value))
+            yield sse("answer", answer_payload(value, trace_id))
         else:
             yield sse("error", {**value.body(), "status": value.status})
 
 
 @router.post("/collections/{name}/verify")
-async def verify(name: str, body: VerifyRequest, request: Request,
+async def verify(name: str, body: VerifyRequest, request: Request, response: Response,
                  who: Authorized) -> dict[str, Any]:
     """Check each cited claim of any system's answer against the collection."""
     from ragline.answer.verify import Thresholds
@@ -325,11 +353,19 @@ async def verify(name: str, body: VerifyRequest, request: Request,
     who.require(name)
     state = state_of(request)
     answer = VerifyInput(question=body.question, answer=body.answer, citations=body.citations)
+    trace = state.tracing.start("verify", key_id=who.key.id, collection=name,
+                                question=body.question, answer=body.answer)
 
     def run() -> dict[str, Any]:
         index = state.catalog.index(name)
+        trace.set(config_hash=config_hash_of(index, None))
+        started = time.time_ns()
         scorer = build_scorer(body.verifier, embedder=index.embedder)
         checks, labels = verify_input(answer, index, scorer, Thresholds(checks=body.checks))
-        return report(answer, checks, labels, scorer.name)
+        found = report(answer, checks, labels, scorer.name)
+        record_verify(trace, found, started, time.time_ns(), scorer.name)
+        return found
 
-    return await state.pool.run(run)
+    found = await traced(trace, state.pool.run(run))
+    response.headers[TRACE_HEADER] = trace.trace_id
+    return {**found, "trace_id": trace.trace_id}

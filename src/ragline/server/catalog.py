@@ -14,6 +14,7 @@ embedding configuration; short bookkeeping calls open and close one (`opened`).
 
 from __future__ import annotations
 
+import json
 import secrets
 import shutil
 import threading
@@ -26,6 +27,7 @@ from typing import Any
 from ragline.config import RaglineConfig, StoreSettings
 from ragline.embed.base import Embedder
 from ragline.index import Index
+from ragline.retrieve.rerank import make_reranker
 from ragline.server.errors import ApiError
 from ragline.server.keys import valid_collection_name
 from ragline.store.sqlite import DB_NAME
@@ -115,15 +117,26 @@ class Catalog:
         # a created collection is a folder of its own: SQLite, whatever [store] the file names
         return self.config.model_copy(update={"store": StoreSettings()})
 
-    def new_index(self, collection: Collection) -> Index:
-        """A fresh `Index` for `collection` (the caller closes it), with the shared embedder."""
+    def new_index(self, collection: Collection, overrides: dict[str, Any] | None = None,
+                  *, timed: bool = False) -> Index:
+        """A fresh `Index` for `collection` (the caller closes it), with the shared embedder;
+        `overrides` (an experiment arm's `[search]`/`[llm]`) apply on top of its settings, and
+        `timed` puts `TimedReranker` around a configured reranker (for request traces)."""
         config = self._config_for(collection)
         probe = Index(collection.index_dir, config)
         try:
             settings = probe.config
         finally:
             probe.close()
-        return Index(collection.index_dir, config, embedder=self.embedder_for(settings))
+        if overrides:
+            config = settings = settings.merged(overrides)
+        reranker = None
+        if timed:
+            from ragline.server.tracing import timed as timed_reranker
+
+            reranker = timed_reranker(make_reranker(settings.search))
+        return Index(collection.index_dir, config, embedder=self.embedder_for(settings),
+                     reranker=reranker)
 
     @contextmanager
     def opened(self, name: str) -> Iterator[Index]:
@@ -142,18 +155,20 @@ class Catalog:
                            f"(POST /collections/{name}/ingest)")
         return collection
 
-    def index(self, name: str) -> Index:
-        """This thread's `Index` of collection `name` (model threads only: they are few)."""
+    def index(self, name: str, overrides: dict[str, Any] | None = None) -> Index:
+        """This thread's `Index` of collection `name` (model threads only: they are few), with
+        an experiment arm's `overrides` when given (one `Index` per arm)."""
         collection = self.built(name)
         incarnation = self.incarnation(collection)
         cached: dict[str, tuple[str, Index]] = self._local.__dict__.setdefault("indexes", {})
-        held = cached.get(name)
+        slot = f"{name}#{json.dumps(overrides, sort_keys=True)}" if overrides else name
+        held = cached.get(slot)
         if held is not None and held[0] == incarnation:
             return held[1]
         if held is not None:
             held[1].close()
-        index = self.new_index(collection)
-        cached[name] = (incarnation, index)
+        index = self.new_index(collection, overrides, timed=True)
+        cached[slot] = (incarnation, index)
         return index
 
     def embedder(self, name: str) -> Embedder:

@@ -22,14 +22,24 @@ from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
 import numpy as np
-from fastapi import APIRouter, Depends, Request
+from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ragline.answer.types import Answer
-from ragline.server.answers import AskOptions, answer_events, answer_payload, run_ask
+from ragline.server.answers import (
+    AskOptions,
+    answer_events,
+    answer_payload,
+    reserve_traced,
+    run_ask,
+    start_trace,
+    traced,
+    user_of,
+)
 from ragline.server.auth import Caller, caller, state_of
 from ragline.server.errors import ApiError
+from ragline.server.tracing import TRACE_HEADER
 
 router = APIRouter(prefix="/v1")
 Authorized = Annotated[Caller, Depends(caller)]
@@ -123,10 +133,10 @@ def _options(body: ChatRequest, extractive: bool) -> AskOptions:
         raise ApiError(422, "invalid_request", f"invalid request: {problems}") from None
 
 
-def _extra(answer: Answer) -> dict[str, Any]:
-    data = answer_payload(answer)
+def _extra(answer: Answer, trace_id: str) -> dict[str, Any]:
+    data = answer_payload(answer, trace_id)
     return {key: data[key] for key in ("abstained", "abstain_reason", "citations", "verdicts",
-                                       "checks", "sources", "timings")} | {
+                                       "checks", "sources", "timings", "trace_id")} | {
         "notes": list(answer.usage.get("notes", []))}
 
 
@@ -138,26 +148,36 @@ def _usage(answer: Answer) -> dict[str, int]:
 
 
 @router.post("/chat/completions", response_model=None)
-async def chat_completions(body: ChatRequest, request: Request,
+async def chat_completions(body: ChatRequest, request: Request, response: Response,
                            who: Authorized) -> dict[str, Any] | StreamingResponse:
+    """OpenAI's chat completion; OpenAI's `user` field (or `X-Ragline-User`) names the end
+    user an experiment's arm is sticky to."""
     name, extractive = collection_of(body.model, who)
     state = state_of(request)
     state.catalog.built(name)
     options = _options(body, extractive)
     completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
+    given = (body.model_extra or {}).get("user")
+    user = user_of(request, given[:256] if isinstance(given, str) and given else None)
+    trace, routed = start_trace(state, "chat.completions", who.key.id, name, user)
+    trace.set(model_name=body.model)
     if body.stream:
-        slot = state.pool.reserve()
-        events = answer_events(state, name, options, slot, who.hold())
-        return StreamingResponse(_chunks(events, completion_id, created, body.model),
+        slot = reserve_traced(state, trace)
+        events = answer_events(state, name, options, slot, who.hold(), trace, routed)
+        return StreamingResponse(_chunks(events, completion_id, created, body.model,
+                                         trace.trace_id),
                                  media_type="text/event-stream",
-                                 headers={"Cache-Control": "no-cache"})
-    answer = await state.pool.run(lambda: run_ask(state, name, options, None))
+                                 headers={"Cache-Control": "no-cache",
+                                          TRACE_HEADER: trace.trace_id})
+    answer = await traced(trace, state.pool.run(
+        lambda: run_ask(state, name, options, None, trace, routed)))
+    response.headers[TRACE_HEADER] = trace.trace_id
     return {"id": completion_id, "object": "chat.completion", "created": created,
             "model": body.model, "system_fingerprint": None,
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None,
                          "message": {"role": "assistant", "content": answer.text,
                                      "refusal": None}}],
-            "usage": _usage(answer), "ragline": _extra(answer)}
+            "usage": _usage(answer), "ragline": _extra(answer, trace.trace_id)}
 
 
 def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any],
@@ -170,14 +190,14 @@ def _chunk(completion_id: str, created: int, model: str, delta: dict[str, Any],
 
 
 async def _chunks(events: AsyncIterator[tuple[str, Any]], completion_id: str, created: int,
-                  model: str) -> AsyncIterator[str]:
+                  model: str, trace_id: str) -> AsyncIterator[str]:
     yield _chunk(completion_id, created, model, {"role": "assistant", "content": ""})
     async for kind, value in events:
         if kind == "text":
             yield _chunk(completion_id, created, model, {"content": value})
         elif kind == "answer":
             yield _chunk(completion_id, created, model, {}, "stop", usage=_usage(value),
-                         ragline=_extra(value))
+                         ragline=_extra(value, trace_id))
         else:
             yield f"data: {json.dumps(value.body())}\n\n"
     yield "data: [DONE]\n\n"

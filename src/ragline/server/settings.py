@@ -43,6 +43,10 @@ class ServerSettings(BaseModel):
     inference_workers: int = Field(2, gt=0)
     inference_queue: int = Field(8, ge=0)
     retry_after_s: int = Field(1, gt=0)
+    # request traces, kept in <data_dir>/traces.sqlite; exported over OTLP/HTTP too when an
+    # endpoint is set here or in OTEL_EXPORTER_OTLP_ENDPOINT (needs `ragline[otlp]`)
+    otlp_endpoint: str | None = None
+    trace_flush_ms: int = Field(500, gt=0)  # how long finished spans may wait to be written
 
     def keys_file(self) -> Path:
         from ragline.server.keys import default_keys_path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from dataclasses import dataclass, field
@@ -11,11 +12,13 @@ from ragline.config import RaglineConfig
 from ragline.embed.base import Embedder
 from ragline.llm.config import LLMConfig, build_llm
 from ragline.server.catalog import Catalog
+from ragline.server.experiments import Experiments, ExperimentStore
 from ragline.server.jobs import JobRunner, JobStore
 from ragline.server.keys import KeyStore
 from ragline.server.limits import ConcurrencyLimiter, InferencePool, RateLimiter
 from ragline.server.middleware import Metrics
 from ragline.server.settings import ServerSettings
+from ragline.server.tracing import Tracing
 
 log = logging.getLogger("ragline.server")
 
@@ -66,10 +69,14 @@ class ServerState:
     runner: JobRunner
     pool: InferencePool
     generator: Generator
+    tracing: Tracing
+    experiments: Experiments
     metrics: Metrics = field(default_factory=Metrics)
     rate: RateLimiter = field(default_factory=RateLimiter)
     concurrency: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     ready: bool = False
+    arm_generators: dict[str, Generator] = field(default_factory=dict)
+    _arm_lock: threading.Lock = field(default_factory=threading.Lock)
 
     @classmethod
     def build(cls, settings: ServerSettings, config: RaglineConfig | None, *, llm: Any = None,
@@ -87,10 +94,29 @@ class ServerState:
                                retry_after=settings.retry_after_s),
             generator=Generator(config.llm if config else LLMConfig(),
                                 extractive=settings.extractive, llm=llm),
+            tracing=Tracing(settings.data_dir, otlp=settings.otlp_endpoint,
+                            delay_ms=settings.trace_flush_ms),
+            experiments=Experiments(ExperimentStore.in_dir(settings.data_dir)),
         )
+
+    def generator_for(self, overrides: dict[str, Any] | None) -> Generator:
+        """The answer model of an experiment arm that sets `[llm]` (started on first use),
+        else the server's."""
+        if not overrides or "llm" not in overrides:
+            return self.generator
+        slot = json.dumps(overrides["llm"], sort_keys=True)
+        with self._arm_lock:
+            if slot not in self.arm_generators:
+                base = self.generator.config.model_dump(mode="json")
+                config = LLMConfig.model_validate({**base, **overrides["llm"]})
+                self.arm_generators[slot] = Generator(config, extractive=self.settings.extractive)
+            return self.arm_generators[slot]
 
     def close(self) -> None:
         self.ready = False
         self.runner.shutdown()
         self.pool.shutdown()
         self.generator.close()
+        for generator in self.arm_generators.values():
+            generator.close()
+        self.tracing.close()
