@@ -13,6 +13,7 @@ import logging
 import socket
 import threading
 import time
+import types
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,10 @@ class ScriptedLLM:
             yield StreamEvent(StreamEventKind.DONE)
         finally:
             self.closed.set()
+
+    def complete(self, messages: Any, **options: Any) -> Any:
+        """A follow-up's rewrite (the only non-streamed call an answer makes): the question."""
+        return types.SimpleNamespace(text=QUESTION)
 
     def close(self) -> None:
         pass

@@ -28,7 +28,7 @@ from tests.test_server import CITED, DOCS, QUESTION, Service, auth, upload, wait
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "ragline" / "server" / "static"
 TEMPLATES = STATIC.parent / "templates"
-PAGES = ("/ui/login", "/ui/chat", "/ui/documents", "/ui/evaluation")
+PAGES = ("/ui/login", "/ui/chat", "/ui/documents", "/ui/evaluation", "/ui/traces")
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
                  "--no-first-run", "--disable-background-networking",
@@ -97,12 +97,12 @@ def test_the_ui_root_opens_the_chat_and_the_bar_links_the_pages(client: TestClie
     page = client.get("/ui/documents").text
     assert 'href="/ui/documents" aria-current="page"' in page
     assert 'href="/ui/chat"' in page and 'href="/ui/evaluation"' in page
-    assert 'href="/ui/traces"' not in page  # linked once the traces page is served
+    assert 'href="/ui/traces"' in page
 
 
 def test_static_assets_are_served_and_unknown_ones_are_404(client: TestClient) -> None:
     for name in ("ragline.js", "chat.js", "documents.js", "evaluation.js", "login.js",
-                 "ragline.css"):
+                 "traces.js", "ragline.css"):
         reply = client.get(f"/ui/static/{name}")
         assert reply.status_code == 200, name
     assert client.get("/ui/static/../ui.py").status_code == 404
@@ -111,7 +111,8 @@ def test_static_assets_are_served_and_unknown_ones_are_404(client: TestClient) -
 
 def test_scripts_never_parse_data_as_html() -> None:
     sources = {p.name: p.read_text() for p in STATIC.glob("*.js")}
-    assert {"ragline.js", "chat.js", "documents.js", "evaluation.js", "login.js"} <= set(sources)
+    assert {"ragline.js", "chat.js", "documents.js", "evaluation.js", "login.js",
+            "traces.js"} <= set(sources)
     for name, text in sources.items():
         for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write",
                      "eval(", "new Function", "setAttribute(\"on"):
@@ -189,6 +190,103 @@ def test_runs_need_a_key_for_every_collection(service: Service, client: TestClie
     record_run()
     missing = client.get("/runs/rzzzz", headers=auth(service.admin))
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
+
+
+def test_runs_compare_is_the_paired_comparison_of_runs_compare(service: Service,
+                                                               client: TestClient) -> None:
+    run_id = record_run()
+    reply = client.get("/runs/compare", headers=auth(service.admin), params={
+        "a": run_id, "b": run_id[-4:], "config_a": "bm25", "config_b": "hybrid"})
+    assert reply.status_code == 200, reply.text
+    found = reply.json()
+    with RunRegistry() as registry:
+        expected = registry.compare_runs(run_id, run_id, "bm25", "hybrid").to_dict()
+    assert {k: found[k] for k in expected} == expected
+    assert found["run_a"] == found["run_b"] == run_id and found["n_queries"] == 20
+    (metric,) = found["metrics"]
+    assert metric["metric"] == "ndcg_cut_10" and metric["verdict"] == "better"
+    assert metric["ci_low"] > 0 and found["gate"] == {"passed": True, "failures": []}
+    worse = client.get("/runs/compare", headers=auth(service.admin), params={
+        "a": run_id, "b": run_id, "config_a": "hybrid", "config_b": "bm25"}).json()
+    assert worse["metrics"][0]["verdict"] == "worse" and not worse["gate"]["passed"]
+
+
+def test_runs_compare_refuses_what_it_cannot_compare(service: Service,
+                                                     client: TestClient) -> None:
+    params = {"a": "r1", "b": "r2"}
+    assert client.get("/runs/compare", params=params).status_code == 401
+    assert client.get("/runs/compare", params=params,
+                      headers=auth(service.docs_only)).status_code == 403
+    missing = client.get("/runs/compare", params=params, headers=auth(service.admin))
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "run_not_found"
+    run_id = record_run()
+    several = client.get("/runs/compare", headers=auth(service.admin),
+                         params={"a": run_id, "b": run_id})
+    assert several.status_code == 422 and several.json()["error"]["code"] == "not_comparable"
+    assert "name the one to compare" in several.json()["error"]["message"]
+    unknown = client.get("/runs/compare", headers=auth(service.admin), params={
+        "a": run_id, "b": run_id, "config_a": "bm25", "config_b": "nope"})
+    assert unknown.status_code == 422 and "has no configuration 'nope'" in unknown.text
+    assert client.get("/runs/compare", headers=auth(service.admin),
+                      params={"a": run_id}).status_code == 422  # b is required
+
+
+def record_ledger() -> None:
+    from ragline.llm.ledger import CallRecord, Ledger
+    from ragline.llm.types import Usage
+
+    ledger = Ledger()
+    for n, (purpose, seconds) in enumerate((("answer", 0.5), ("answer", 1.5),
+                                            ("rewrite", 0.1))):
+        ledger.record(CallRecord(call_id=f"c{n}", attempt=1, provider="local", model="qwen",
+                                 purpose=purpose, outcome="ok", provider_s=seconds,
+                                 usage=Usage(input_tokens=100, output_tokens=10)))
+    ledger.close()
+
+
+def test_ledger_summary_is_what_ledger_summary_prints(service: Service,
+                                                     client: TestClient) -> None:
+    from ragline.llm.ledger import Ledger
+
+    empty = client.get("/ledger/summary", headers=auth(service.admin))
+    assert empty.status_code == 200 and empty.json()["rows"] == []
+    record_ledger()
+    found = client.get("/ledger/summary", headers=auth(service.admin)).json()
+    expected = [row.to_dict() for row in Ledger().summarize()]
+    assert found["group_by"] == ["model", "purpose"] and found["rows"] == expected
+    answer = next(r for r in found["rows"] if r["group"]["purpose"] == "answer")
+    assert answer["calls"] == 2 and answer["input_tokens"] == 200
+    by_provider = client.get("/ledger/summary", headers=auth(service.admin),
+                             params={"by": "provider", "since": "2000-01-01"}).json()
+    assert [r["group"] for r in by_provider["rows"]] == [{"provider": "local"}]
+    assert by_provider["rows"][0]["calls"] == 3
+    future = client.get("/ledger/summary", headers=auth(service.admin),
+                        params={"since": "2999-01-01T00:00"}).json()
+    assert future["rows"] == []
+
+
+def test_ledger_summary_needs_an_admin_key_and_known_groups(service: Service,
+                                                           client: TestClient) -> None:
+    assert client.get("/ledger/summary").status_code == 401
+    assert client.get("/ledger/summary", headers=auth(service.docs_only)).status_code == 403
+    for by in ("cost", "model,model", ",", "model;purpose"):
+        bad = client.get("/ledger/summary", headers=auth(service.admin), params={"by": by})
+        assert bad.status_code == 422 and "group by one or more of" in bad.text, by
+    bad_time = client.get("/ledger/summary", headers=auth(service.admin),
+                          params={"since": "yesterday"})
+    assert bad_time.status_code == 422 and "since" in bad_time.json()["error"]["message"]
+
+
+def test_ledger_summary_since_the_year_1_is_every_call_not_a_500(service: Service,
+                                                                 client: TestClient) -> None:
+    # schemathesis found it: year 1 read as local time is before the first representable
+    # instant, and datetime.timestamp() raised ValueError ("year 0 is out of range").
+    record_ledger()
+    for since in ("0001-01-01T00:00:00", "0001-01-01"):
+        reply = client.get("/ledger/summary", headers=auth(service.admin),
+                           params={"since": since})
+        assert reply.status_code == 200, reply.text
+        assert sum(r["calls"] for r in reply.json()["rows"]) == 3
 
 
 # ---------------------------------------------------------------- a real browser
@@ -327,6 +425,25 @@ def test_the_ui_in_a_real_browser(service: Service, live: str, browser: Any) -> 
     assert page.evaluate("window.__pwned") is None
     assert not [d for d in dialogs if not d.startswith("confirm")]
 
+    # Traces: the answer links its trace; the page lists the request and shows its span tree
+    # with each span's time and attributes (the hostile question as text there too).
+    trace_id = second.locator("a.trace").get_attribute("data-trace")
+    second.locator("a.trace").click()
+    page.wait_for_url(re.compile(r"/ui/traces\?trace=[0-9a-f]{32}$"))
+    page.wait_for_selector(f'#trace-card[data-trace="{trace_id}"]:not([hidden])')
+    page.wait_for_selector(f'#traces tr[data-trace="{trace_id}"]')
+    spans = page.locator("#spans li.span")
+    names = [spans.nth(i).get_attribute("data-span") for i in range(spans.count())]
+    assert names[0] == "ask" and {"retrieve", "generate"} <= set(names), names
+    assert re.search(r"\d+(\.\d)? m?s", page.text_content('li.span[data-span="retrieve"] '
+                                                         '.span-time') or "")
+    page.locator('li.span[data-span="ask"] > details summary').click()
+    attributes = page.text_content('li.span[data-span="ask"] > details dl') or ""
+    assert HOSTILE_QUESTION in attributes and "collection" in attributes
+    assert page.locator("main img, main b").count() == 0
+    assert page.evaluate("window.__pwned") is None
+    shots(page, "traces")
+
     # Evaluation: the recorded run, and its report with plots in a sandboxed frame.
     page.goto(f"{live}/ui/evaluation")
     page.click(f'#runs tr[data-run="{run_id}"] button')
@@ -334,6 +451,18 @@ def test_the_ui_in_a_real_browser(service: Service, live: str, browser: Any) -> 
     assert "Quality and latency" in report.locator("h2").first.text_content()
     assert report.locator("svg").count() >= 1
     shots(page, "evaluation")
+
+    # Compare: the run's two configurations, B (hybrid) against A (bm25), paired.
+    page.wait_for_function("() => document.querySelector('#config-b').value === 'hybrid'")
+    assert page.input_value("#run-a") == page.input_value("#run-b") == run_id
+    assert page.input_value("#config-a") == "bm25"
+    page.click("#compare-button")
+    page.wait_for_selector("#comparison:not([hidden])")
+    row = page.locator('#comparison-rows tr[data-metric="ndcg_cut_10"]')
+    assert row.locator(".verdict").text_content() == "better"
+    assert "20 queries" in page.text_content("#comparison-title")
+    assert "passed" in page.text_content("#gate")
+    shots(page, "evaluation-compare")
 
     # Deleting a document starts the ingest that takes it out of the index.
     page.goto(f"{live}/ui/documents")

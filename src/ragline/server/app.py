@@ -26,7 +26,7 @@ from starlette.exceptions import HTTPException
 from ragline.config import load_config
 from ragline.embed.base import Embedder
 from ragline.errors import RaglineError
-from ragline.server import api, feedback, openai_api, ui
+from ragline.server import api, evaluation, feedback, openai_api, ui
 from ragline.server.auth import Caller, caller, state_of
 from ragline.server.errors import ApiError, error_body, from_ragline
 from ragline.server.limits import LimitExceeded
@@ -93,6 +93,7 @@ def create_app(settings: ServerSettings | None = None, *, llm: Any = None,
     app.include_router(api.router)
     app.include_router(openai_api.router)
     app.include_router(feedback.router)
+    app.include_router(evaluation.router)
     app.include_router(ui.router)
     return app
 

@@ -1,6 +1,6 @@
 """The web UI: server-rendered pages (Jinja2) with a little hand-written JavaScript, and the
-few read endpoints its pages need beside the API (a document's text with a cited span, the
-evaluation runs and a run's HTML report).
+read endpoint its chat page needs beside the API (a document's text with a cited span; the
+evaluation runs are in `ragline.server.evaluation`).
 
 The pages themselves hold no data and are served without a key; the browser keeps the key the
 user pasted on `/ui/login` in `sessionStorage` and every data call (`fetch`) sends it as
@@ -26,7 +26,6 @@ from starlette.routing import Match
 
 from ragline.server.auth import Caller, caller, state_of
 from ragline.server.errors import ApiError
-from ragline.server.keys import ALL_COLLECTIONS
 
 router = APIRouter()
 Authorized = Annotated[Caller, Depends(caller)]
@@ -42,8 +41,8 @@ _templates = Jinja2Templates(env=jinja2.Environment(
 ))
 router.mount("/ui/static", StaticFiles(directory=_HERE / "static"), name="ui-static")
 
-# (label, path): the pages in the navigation bar. A page whose route is not in the app (the
-# traces page, until it is added) is left out of the bar.
+# (label, path): the pages in the navigation bar. A page whose route is not in the app is left
+# out of the bar.
 NAV = (("Chat", "/ui/chat"), ("Documents", "/ui/documents"), ("Evaluation", "/ui/evaluation"),
        ("Traces", "/ui/traces"))
 
@@ -117,6 +116,11 @@ async def ui_evaluation(request: Request) -> HTMLResponse:
     return _page(request, "evaluation.html", "Evaluation", csp=_REPORT_CSP)
 
 
+@router.get("/ui/traces", include_in_schema=False)
+async def ui_traces(request: Request) -> HTMLResponse:
+    return _page(request, "traces.html", "Traces")
+
+
 # ---------------------------------------------------------------- the data the pages read
 
 
@@ -160,78 +164,6 @@ def source_window(text: str, start: int | None, end: int | None, *, doc_id: str,
         hi = min(length, max(end, lo + MAX_SOURCE_CHARS))
     return {"doc_id": doc_id, "title": title, "length": length, "start": start, "end": end,
             "text_start": lo, "text_end": hi, "text": text[lo:hi]}
-
-
-def _require_all(who: Caller) -> None:
-    if not who.key.allows(ALL_COLLECTIONS):
-        raise ApiError(403, "forbidden", "evaluation runs belong to the whole machine, not to "
-                       "one collection: they need a key for all collections "
-                       "(`ragline keys create --collections '*'`)")
-
-
-def _registry_path() -> Path:
-    from ragline.paths import ragline_home
-
-    return ragline_home() / "runs.sqlite"
-
-
-@router.get("/runs")
-async def list_runs(who: Authorized,
-                    limit: Annotated[int, Query(ge=1, le=500)] = 50) -> dict[str, Any]:
-    """The recorded evaluation runs (`ragline runs list`), most recent first."""
-    _require_all(who)
-
-    def read() -> list[dict[str, Any]]:
-        from ragline.evaluate.registry import RunRegistry
-
-        if not _registry_path().exists():
-            return []
-        with RunRegistry(_registry_path()) as registry:
-            return [run.to_dict() for run in registry.list_runs(limit)]
-
-    return {"runs": await anyio.to_thread.run_sync(read)}
-
-
-@router.get("/runs/{run_id}")
-async def get_run(run_id: str, who: Authorized) -> dict[str, Any]:
-    """One run (id, prefix or 4-hex suffix): its manifest, summary and configurations."""
-    _require_all(who)
-    record = await anyio.to_thread.run_sync(_read_run, run_id)
-    return {**record.to_dict(), "has_report": bool(record.configs)}
-
-
-@router.get("/runs/{run_id}/report", response_class=HTMLResponse)
-async def run_report(run_id: str, who: Authorized) -> HTMLResponse:
-    """The run's self-contained HTML report (`evaluate/report.py`: tables and plots)."""
-    from ragline.evaluate.report import render_html, report_data_from_runs
-
-    _require_all(who)
-
-    def render() -> str:
-        record = _read_run(run_id)
-        if not record.configs:
-            raise ApiError(409, "no_results", f"run {record.id} recorded no per-query results "
-                           f"(status {record.info.status.value}); it has no report")
-        return render_html(report_data_from_runs([record]))
-
-    html = await anyio.to_thread.run_sync(render)
-    # Opened on its own, the report may style itself but never run anything.
-    policy = {"default-src": "'none'", "style-src": "'unsafe-inline'", "img-src": "data:",
-              "sandbox": ""}
-    return HTMLResponse(html, headers={"Content-Security-Policy": content_security_policy(policy),
-                                       "X-Content-Type-Options": "nosniff"})
-
-
-def _read_run(run_id: str) -> Any:
-    from ragline.evaluate.registry import RunNotFound, RunRegistry
-
-    if not _registry_path().exists():
-        raise ApiError(404, "run_not_found", "no evaluation runs are recorded on this machine")
-    with RunRegistry(_registry_path()) as registry:
-        try:
-            return registry.get_run(run_id)
-        except RunNotFound as exc:
-            raise ApiError(404, "run_not_found", str(exc)) from exc
 
 
 def static_files() -> list[str]:

@@ -73,6 +73,11 @@
     for (const note of notes) turn.body.append(el("p", { class: "note" }, note));
     const sources = sourceList(answer, citations, collection);
     if (sources) turn.body.append(sources);
+    if (answer.trace_id) {  // what this request did: its spans on the traces page
+      turn.body.append(el("p", { class: "trace-link" }, el("a", {
+        href: `/ui/traces?trace=${encodeURIComponent(answer.trace_id)}`, class: "trace",
+        "data-trace": answer.trace_id }, "Trace of this answer")));
+    }
     turn.root.classList.remove("streaming");
     turn.root.setAttribute("data-state", "done");
   }
