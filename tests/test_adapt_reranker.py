@@ -83,6 +83,13 @@ def test_a_reranker_trains_on_synthetic_queries_and_runs_as_a_search_stage(
     assert not list(tmp_path.glob(".reranker.*"))  # no staging or checkpoint left behind
 
 
+def test_the_blend_is_the_best_on_held_out_queries_and_off_without_evidence() -> None:
+    from ragline.adapt.reranker import choose_blend
+
+    assert choose_blend({0.0: 0.81, 0.5: 0.83, 1.0: 0.49}) == 0.5
+    assert choose_blend({0.0: 0.94, 0.5: 0.94, 0.9: 0.94, 1.0: 0.23}) == 0.0  # no gain: off
+
+
 def test_single_class_training_data_is_refused() -> None:
     from ragline.train.cross_encoder import train
 

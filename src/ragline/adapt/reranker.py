@@ -169,8 +169,9 @@ def dev_check(index: Index, model_dir: Path, dev: Sequence[TrainingQuery], *, de
 
     The reranker's probability is blended with the retrieval score at each of `BLENDS`
     (`retrieve.rerank.blend_scores`); the best blend on these held-out queries is `blend`
-    (ties go to the larger weight), and `after` is scored at it: a weak reranker then nudges
-    the retrieval order instead of replacing it. `after_alone` is the reranker's order alone."""
+    (ties go to the smaller weight: a reranker that changes nothing for the better gets 0, and
+    is then not worth its latency), and `after` is scored at it: a weak reranker nudges the
+    retrieval order instead of replacing it. `after_alone` is the reranker's order alone."""
     from ragline.retrieve.rerank import CrossEncoderReranker, blend_scores
 
     reranker = CrossEncoderReranker(model_dir, depth, threads=threads, blend=1.0)
@@ -200,7 +201,7 @@ def dev_check(index: Index, model_dir: Path, dev: Sequence[TrainingQuery], *, de
 
     before = [_reciprocal_rank(hits, docs) for hits, _p, docs in runs]
     by_blend = {blend: _mean(ranks(blend)) for blend in BLENDS}
-    best = max(BLENDS, key=lambda b: (by_blend[b], b))
+    best = choose_blend(by_blend)
     return {
         "queries": len(dev), "depth": depth,
         "before": summary(before), "after": summary(ranks(best)),
@@ -209,6 +210,12 @@ def dev_check(index: Index, model_dir: Path, dev: Sequence[TrainingQuery], *, de
         "rerank_ms_p50": round(1000 * float(np.percentile(seconds, 50)), 1) if seconds else None,
         "rerank_ms_p95": round(1000 * float(np.percentile(seconds, 95)), 1) if seconds else None,
     }
+
+
+def choose_blend(mrr_by_blend: Mapping[float, float]) -> float:
+    """The blend with the best held-out MRR@10; among equals the smallest (a reranker that
+    makes nothing better gets 0: off)."""
+    return max(mrr_by_blend, key=lambda blend: (mrr_by_blend[blend], -blend))
 
 
 def _reciprocal_rank(hits: Sequence[Hit], docs: set[str]) -> float:

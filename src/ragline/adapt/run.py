@@ -149,6 +149,14 @@ def adapt(index: Index, llm: LLM, out: Path, settings: AdaptSettings = AdaptSett
     else:
         say(f"2/3 the reranker in {model_dir} was trained on these queries: kept")
     report = AdaptReport(summary, manifest, model_dir)
+    check = manifest.get("held_out", {})
+    if check.get("blend") == 0.0:
+        report.notes.append(
+            f"the reranker did not improve the {check.get('queries')} held-out queries at any "
+            f"blend (alone: MRR@10 {check.get('after_alone', {}).get('MRR@10')} against "
+            f"{check.get('before', {}).get('MRR@10')} before), so it runs at blend 0 and "
+            "changes nothing: do not pay its latency; more queries (--passages) or epochs may "
+            "teach it more")
     if settings.embedder:
         report.embedder_dir = out / "embedder"
         report.embedder = _existing(report.embedder_dir, data_hash)
