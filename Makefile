@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.ragline-installed
 DEMO_INDEX := .ragline-demo
 
-.PHONY: install generator demo postgres chromium test test-all lint typecheck bench-scifact train-verifier clean
+.PHONY: install generator demo postgres chromium sandbox test test-all lint typecheck bench-scifact train-verifier clean
 
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
@@ -59,7 +59,16 @@ chromium:
 		$$as_root apt-get update -qq && \
 		$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
-test: install postgres chromium
+# The sandbox for model-written code (ragline.agent.sandbox) runs programs under bubblewrap with a
+# libseccomp filter: Debian's packages, installed the first time; a no-op once /usr/bin/bwrap exists.
+# Without them the sandbox refuses to run (its tests skip and say why).
+sandbox:
+	@[ -x /usr/bin/bwrap ] && ldconfig -p | grep -q libseccomp.so.2 || { \
+		if [ "$$(id -u)" = 0 ]; then as_root=; else as_root=sudo; fi; \
+		$$as_root apt-get update -qq && \
+		$$as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq bubblewrap libseccomp2 >/dev/null; }
+
+test: install postgres chromium sandbox
 	$(BIN)/python -m pytest -q
 
 test-all: install

@@ -368,6 +368,9 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
                "Request traces of `ragline serve`: list, show."),
     "experiments": ("ragline.cli.traces", "experiments_app", "typer",
                     "Online A/B experiments of `ragline serve`: create, list, stop, report."),
+    "sandbox": ("ragline.cli.sandbox", "sandbox_app", "typer",
+                "Run Python in the sandbox for model-written code (no network, read-only files, "
+                "limits)."),
 }
 
 

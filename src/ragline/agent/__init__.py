@@ -1,0 +1,1 @@
+"""Agents: the sandbox for model-written code (`ragline.agent.sandbox`)."""
