@@ -224,7 +224,8 @@ def test_over_the_concurrency_limit_is_429(service: Service, client: TestClient)
     record = KeyStore(service.settings.keys_file()).authenticate(key)
     assert record is not None
     state = client.app.state.ragline  # type: ignore[attr-defined]
-    held = state.concurrency.acquire(record.id, 1)  # a request of this key still in flight
+    # a request of this key still in flight
+    held = state.limits.admit(record.id, rate=10, burst=10, concurrency=1)
     reply = client.get("/collections", headers=auth(key))
     assert reply.status_code == 429 and reply.headers["retry-after"] == "1"
     assert "concurrency" in reply.json()["error"]["message"]
@@ -677,9 +678,9 @@ def test_a_client_that_disconnects_mid_stream_stops_generation(service: Service,
         assert llm.sent < total
         state = live_app.state.ragline
         deadline = time.monotonic() + 5
-        while (state.pool.admitted or state.concurrency.active()) and time.monotonic() < deadline:
+        while (state.pool.admitted or state.limits.active()) and time.monotonic() < deadline:
             time.sleep(0.05)
-        assert state.pool.admitted == 0 and state.concurrency.active() == 0  # the slots are free
+        assert state.pool.admitted == 0 and state.limits.active() == 0  # the slots are free
         llm.text, llm.delay = CITED, 0.0
         # the slot is free again and the server keeps serving
         reply = http.post("/collections/docs/ask", headers=auth(service.admin),

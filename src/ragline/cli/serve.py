@@ -30,7 +30,8 @@ def serve_command(
     config: ConfigOption = None,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="Port to listen on.")] = 8000,
-    workers: Annotated[int, typer.Option(min=1, help="Worker processes (uvicorn).")] = 1,
+    workers: Annotated[int, typer.Option(
+        min=1, help="Worker processes (uvicorn); they share each key's limits.")] = 1,
     data_dir: Annotated[Path | None, typer.Option(
         help="Where collections live (default $RAGLINE_HOME/server).")] = None,
     keys: KeysFileOption = None,
@@ -72,7 +73,7 @@ def serve_command(
               "keys_path": keys, "max_upload_bytes": max_upload_bytes, "rate_per_second": rate,
               "burst": burst, "concurrency": concurrency,
               "inference_workers": inference_workers, "inference_queue": inference_queue,
-              "otlp_endpoint": otlp_endpoint}
+              "otlp_endpoint": otlp_endpoint, "workers": workers}
     if data_dir is not None:
         values["data_dir"] = data_dir.resolve()
     settings = ServerSettings.model_validate(values)

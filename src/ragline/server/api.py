@@ -198,7 +198,7 @@ def _documents(state: ServerState, name: str) -> list[dict[str, Any]]:
                    if p.is_file() and not p.name.startswith(".")) \
         if collection.uploads.exists() else []
     rows = [{"name": p.name, "bytes": p.stat().st_size, "status": "pending"} for p in files]
-    if not collection.built or not rows:
+    if not rows or not state.catalog.has_index(collection):
         return rows
     with state.catalog.opened(name) as index:
         store = index.store
@@ -314,7 +314,7 @@ async def ask(name: str, body: AskOptions, request: Request, response: Response,
     `X-Ragline-Trace` header and the answer's `trace_id`."""
     who.require(name)
     state = state_of(request)
-    state.catalog.built(name)
+    await anyio.to_thread.run_sync(state.catalog.built, name)  # may ask PostgreSQL
     trace, routed = start_trace(state, "ask", who.key.id, name, user_of(request, body.user))
     if body.stream or "text/event-stream" in request.headers.get("accept", ""):
         slot = reserve_traced(state, trace)  # 503 now, before the stream starts, when full

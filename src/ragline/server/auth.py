@@ -57,22 +57,33 @@ def bearer_token(request: Request) -> str:
     return token.strip()
 
 
+def _admit(state: ServerState, token: str) -> tuple[ApiKey, Lease | LimitExceeded] | None:
+    """The key of `token` (None: not valid) and a slot of its limits, or why not: one trip
+    to a thread, as both may read a file (the keys; the shared limits of several workers)."""
+    key = state.keys.authenticate(token)
+    if key is None:
+        return None
+    settings = state.settings
+    try:
+        return key, state.limits.admit(key.id, rate=key.rate or settings.rate_per_second,
+                                       burst=key.burst or settings.burst,
+                                       concurrency=key.concurrency or settings.concurrency)
+    except LimitExceeded as exc:
+        return key, exc
+
+
 async def caller(request: Request) -> AsyncIterator[Caller]:
     state = state_of(request)
     token = bearer_token(request)
-    key = await anyio.to_thread.run_sync(state.keys.authenticate, token)
+    admitted = await anyio.to_thread.run_sync(_admit, state, token)
     del token
-    if key is None:
+    if admitted is None:
         raise ApiError(401, "invalid_key", "the API key is not valid (unknown or revoked)",
                        _CHALLENGE)
+    key, lease = admitted
     request.state.key_id = key.id
-    settings = state.settings
-    wait = state.rate.take(key.id, key.rate or settings.rate_per_second,
-                           key.burst or settings.burst)
-    if wait > 0:
-        raise LimitExceeded(429, "this key is over its rate limit; retry after the "
-                            "Retry-After seconds", wait)
-    lease = state.concurrency.acquire(key.id, key.concurrency or settings.concurrency)
+    if isinstance(lease, LimitExceeded):
+        raise lease
     found = Caller(key, lease)
     try:
         yield found

@@ -2,7 +2,14 @@
 
     <data_dir>/collections/<name>/index/     the index (ragline.sqlite, derived/)
     <data_dir>/collections/<name>/uploads/   the uploaded files, ingested from here
+    <data_dir>/collections/<name>/store.json where its database is, when not SQLite
     <data_dir>/collections/<name>/id         a random id, new each time the name is created
+
+When the server's `--config` names `[store] backend = "postgres"`, a new collection's database
+is a PostgreSQL schema of its own, `<schema>_<name>` (`collection_schema`), made when the
+collection is (so two names, or two workers, never share one) and dropped when it is deleted;
+its folder keeps the uploads and the search files. A collection keeps the backend it was made
+with: `store.json` records the schema, and SQLite is the default when it is absent.
 
 A collection mounted with `ragline serve --index DIR` keeps its index in DIR and its uploads
 in `<data_dir>/mounts/<name>/uploads/`; it cannot be deleted through the API.
@@ -14,6 +21,7 @@ embedding configuration; short bookkeeping calls open and close one (`opened`).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 import shutil
@@ -30,7 +38,22 @@ from ragline.index import Index
 from ragline.retrieve.rerank import make_reranker
 from ragline.server.errors import ApiError
 from ragline.server.keys import valid_collection_name
+from ragline.store import postgres
 from ragline.store.sqlite import DB_NAME
+
+STORE_RECORD = "store.json"
+_SCHEMA_MAX = 63  # PostgreSQL's longest identifier
+
+
+def collection_schema(base: str, name: str) -> str:
+    """The PostgreSQL schema of collection `name` under the configured `[store] schema`:
+    `<base>_<name>`, '-' written '_', cut to 63 characters with a hash of the name when
+    longer. Two names may map to one schema ("a-b", "a_b"): creating the second is refused."""
+    schema = f"{base}_{name.replace('-', '_')}"
+    if len(schema) > _SCHEMA_MAX:
+        digest = hashlib.sha256(name.encode()).hexdigest()[:8]
+        schema = f"{schema[:_SCHEMA_MAX - len(digest) - 1]}_{digest}"
+    return postgres.check_schema_name(schema)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,11 +63,7 @@ class Collection:
     index_dir: Path
     uploads: Path
     mounted: bool = False
-
-    @property
-    def built(self) -> bool:
-        """Whether an index exists yet (it is made by the first ingest)."""
-        return (self.index_dir / DB_NAME).exists()
+    schema: str | None = None  # its PostgreSQL schema; None: SQLite in `index_dir`
 
 
 class Catalog:
@@ -59,6 +78,7 @@ class Catalog:
         self._embedders: dict[str, Embedder] = {}
         self._lock = threading.Lock()
         self._local = threading.local()
+        self._indexed: set[tuple[str, str]] = set()  # (name, incarnation) known to hold an index
         (data_dir / "collections").mkdir(parents=True, exist_ok=True)
 
     # -- the folders ------------------------------------------------------------------------
@@ -76,7 +96,7 @@ class Catalog:
         if not valid_collection_name(name) or not (root / "id").exists():
             raise ApiError(404, "collection_not_found",
                            f"no collection {name!r}; POST /collections creates one")
-        return Collection(name, root, root / "index", root / "uploads")
+        return Collection(name, root, root / "index", root / "uploads", schema=_schema_of(root))
 
     def create(self, name: str) -> Collection:
         if not valid_collection_name(name):
@@ -86,10 +106,38 @@ class Catalog:
         with self._lock:
             if name in self.mounts or (root / "id").exists():
                 raise ApiError(409, "collection_exists", f"collection {name!r} already exists")
-            (root / "uploads").mkdir(parents=True, exist_ok=True)
-            (root / "index").mkdir(exist_ok=True)
-            (root / "id").write_text(secrets.token_hex(8), encoding="utf-8")
+            schema = self._new_schema(name)
+            try:
+                (root / "uploads").mkdir(parents=True, exist_ok=True)
+                (root / "index").mkdir(exist_ok=True)
+                if schema is not None:
+                    (root / STORE_RECORD).write_text(json.dumps(
+                        {"backend": "postgres", "schema": schema}), encoding="utf-8")
+                (root / "id").write_text(secrets.token_hex(8), encoding="utf-8")
+            except BaseException:
+                if schema is not None:
+                    self._drop_schema(schema)
+                raise
         return self.get(name)
+
+    def _new_schema(self, name: str) -> str | None:
+        """The PostgreSQL schema made for a new collection (None: it is SQLite)."""
+        store = self.config.store if self.config is not None else None
+        if store is None or store.backend != "postgres":
+            return None
+        assert store.dsn is not None  # StoreSettings requires it for postgres
+        schema = collection_schema(store.schema_name, name)
+        if not postgres.create_schema(store.dsn, schema, password_env=store.password_env):
+            raise ApiError(409, "collection_exists", f"PostgreSQL schema {schema!r} exists "
+                           f"already at {postgres.describe_dsn(store.dsn)}: it holds another "
+                           f"collection whose name maps to it, or an index made outside this "
+                           f"server; choose another name (or drop the schema if it is left over)")
+        return schema
+
+    def _drop_schema(self, schema: str) -> None:
+        store = self._postgres(schema)
+        assert store.dsn is not None
+        postgres.drop_schema(store.dsn, schema, password_env=store.password_env)
 
     def delete(self, name: str) -> None:
         collection = self.get(name)
@@ -97,6 +145,8 @@ class Catalog:
             raise ApiError(409, "collection_mounted", f"collection {name!r} is an index folder "
                            "mounted with --index; it is not deleted through the API")
         with self._lock:
+            if collection.schema is not None:  # first: if the server refuses, nothing is lost
+                self._drop_schema(collection.schema)
             (collection.root / "id").unlink(missing_ok=True)  # gone for every reader at once
             shutil.rmtree(collection.root, ignore_errors=True)
 
@@ -112,10 +162,43 @@ class Catalog:
     # -- indexes ----------------------------------------------------------------------------
 
     def _config_for(self, collection: Collection) -> RaglineConfig | None:
-        if self.config is None or collection.mounted:
+        if collection.mounted:
             return self.config
-        # a created collection is a folder of its own: SQLite, whatever [store] the file names
+        if collection.schema is not None:  # the server's PostgreSQL, in the collection's schema
+            store = self._postgres(collection.schema)
+            assert self.config is not None  # _postgres checked it
+            return self.config.model_copy(update={
+                "store": store.model_copy(update={"schema_name": collection.schema})})
+        if self.config is None:
+            return None
+        # made on SQLite: a folder of its own, whatever [store] the file names now
         return self.config.model_copy(update={"store": StoreSettings()})
+
+    def _postgres(self, schema: str) -> StoreSettings:
+        """The `[store]` that reaches a collection's PostgreSQL schema: the server's."""
+        store = self.config.store if self.config is not None else None
+        if store is None or store.backend != "postgres":
+            raise ApiError(503, "store_unavailable", f"this collection is stored in PostgreSQL "
+                           f"(schema {schema!r}), but the server's --config names no "
+                           "PostgreSQL [store]: serve it with the configuration it was made with")
+        return store
+
+    def has_index(self, collection: Collection) -> bool:
+        """Whether the collection holds an index yet (made by its first ingest): a file for
+        SQLite, a question to the server for PostgreSQL (remembered once the answer is yes)."""
+        store = self._config_for(collection)
+        settings = store.store if store is not None else StoreSettings()
+        if settings.backend != "postgres":
+            return (collection.index_dir / DB_NAME).exists()
+        slot = (collection.name, self.incarnation(collection))
+        if slot in self._indexed:
+            return True
+        assert settings.dsn is not None
+        if not postgres.index_exists(settings.dsn, settings.schema_name,
+                                     password_env=settings.password_env):
+            return False
+        self._indexed.add(slot)
+        return True
 
     def new_index(self, collection: Collection, overrides: dict[str, Any] | None = None,
                   *, timed: bool = False) -> Index:
@@ -149,7 +232,7 @@ class Catalog:
     def built(self, name: str) -> Collection:
         """The collection, which must hold an index already (409 otherwise)."""
         collection = self.get(name)
-        if not collection.built and not collection.mounted:  # a mount may be on PostgreSQL
+        if not collection.mounted and not self.has_index(collection):
             raise ApiError(409, "collection_empty", f"collection {name!r} has no documents yet: "
                            f"upload some (POST /collections/{name}/documents) and ingest them "
                            f"(POST /collections/{name}/ingest)")
@@ -195,8 +278,17 @@ class Catalog:
             if collection.uploads.exists() else []
         info: dict[str, Any] = {"name": name, "mounted": collection.mounted,
                                 "uploads": len(uploads), "documents": 0, "chunks": 0}
-        if collection.built:
+        if self.has_index(collection):
             with self.opened(name) as index:
                 info["documents"] = index.store.count_documents()
                 info["chunks"] = index.store.count_chunks()
         return info
+
+
+def _schema_of(root: Path) -> str | None:
+    """The PostgreSQL schema `store.json` records for a collection (None: SQLite)."""
+    try:
+        record = json.loads((root / STORE_RECORD).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    return postgres.check_schema_name(str(record["schema"]))

@@ -1,5 +1,8 @@
 """Per-key limits and the bounded pool that runs model inference off the event loop.
 
+* `KeyLimits`: the seam `caller` admits a request through (`admit`: a concurrency slot and a
+  token, or 429). `LocalLimits` counts in this process (one worker); `SharedLimits`
+  (`shared_limits.py`) counts in `<data_dir>/limits.sqlite` for every worker at once.
 * `RateLimiter`: one token bucket per key (`rate` tokens a second up to `burst`); a request
   that finds the bucket empty is told how long until a token is back (429 with Retry-After).
 * `ConcurrencyLimiter`: at most `limit` requests of one key at a time (429).
@@ -18,9 +21,21 @@ import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 T = TypeVar("T")
+RATE_MESSAGE = "this key is over its rate limit; retry after the Retry-After seconds"
+
+
+def concurrency_message(limit: int) -> str:
+    return (f"this key already has {limit} requests in flight (its concurrency limit); "
+            "retry when one has finished")
+
+
+def refill(tokens: float, stamp: float, now: float, rate: float, burst: int) -> float:
+    """A token bucket's level at `now`: `tokens` at `stamp`, plus `rate` a second, at most
+    `burst`. A clock that stepped back refills nothing (never a negative refill)."""
+    return min(float(burst), tokens + max(0.0, now - stamp) * rate)
 
 
 class LimitExceeded(Exception):
@@ -67,10 +82,10 @@ class RateLimiter:
 
     def take(self, key_id: str, rate: float, burst: int) -> float:
         """Take one token: 0.0 when granted, else the seconds until one is available."""
-        now = self.clock()
         with self._lock:
+            now = self.clock()  # under the lock: a bucket's stamp never goes back
             bucket = self._buckets.setdefault(key_id, _Bucket(float(burst), now))
-            bucket.tokens = min(float(burst), bucket.tokens + (now - bucket.stamp) * rate)
+            bucket.tokens = refill(bucket.tokens, bucket.stamp, now, rate, burst)
             bucket.stamp = now
             if bucket.tokens >= 1.0:
                 bucket.tokens -= 1.0
@@ -88,8 +103,7 @@ class ConcurrencyLimiter:
     def acquire(self, key_id: str, limit: int) -> Lease:
         with self._lock:
             if self._active.get(key_id, 0) >= limit:
-                raise LimitExceeded(429, f"this key already has {limit} requests in flight "
-                                    "(its concurrency limit); retry when one has finished", 1)
+                raise LimitExceeded(429, concurrency_message(limit), 1)
             self._active[key_id] = self._active.get(key_id, 0) + 1
         return Lease(lambda: self._done(key_id))
 
@@ -104,6 +118,44 @@ class ConcurrencyLimiter:
     def active(self, key_id: str | None = None) -> int:
         """Requests in flight: of one key, or of all keys."""
         return self._active.get(key_id, 0) if key_id else sum(self._active.values())
+
+
+class KeyLimits(Protocol):
+    """Where a key's requests are counted."""
+
+    def admit(self, key_id: str, *, rate: float, burst: int, concurrency: int) -> Lease:
+        """A concurrency slot and one token of the key's bucket, or LimitExceeded(429); a
+        request refused for either takes neither."""
+        ...
+
+    def active(self, key_id: str | None = None) -> int:
+        """Requests in flight: of one key, or of all keys."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@dataclass
+class LocalLimits:
+    """The limits of one process: the fast path when a single worker serves the data
+    directory (a dictionary and a lock, no I/O)."""
+
+    rate: RateLimiter = field(default_factory=RateLimiter)
+    concurrency: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
+
+    def admit(self, key_id: str, *, rate: float, burst: int, concurrency: int) -> Lease:
+        lease = self.concurrency.acquire(key_id, concurrency)
+        wait = self.rate.take(key_id, rate, burst)
+        if wait > 0:
+            lease.release()
+            raise LimitExceeded(429, RATE_MESSAGE, wait)
+        return lease
+
+    def active(self, key_id: str | None = None) -> int:
+        return self.concurrency.active(key_id)
+
+    def close(self) -> None:
+        pass
 
 
 class Cancelled(Exception):

@@ -21,6 +21,7 @@ import time
 from collections.abc import AsyncIterator
 from typing import Annotated, Any, Literal
 
+import anyio.to_thread
 import numpy as np
 from fastapi import APIRouter, Depends, Request, Response
 from fastapi.responses import StreamingResponse
@@ -154,7 +155,7 @@ async def chat_completions(body: ChatRequest, request: Request, response: Respon
     user an experiment's arm is sticky to."""
     name, extractive = collection_of(body.model, who)
     state = state_of(request)
-    state.catalog.built(name)
+    await anyio.to_thread.run_sync(state.catalog.built, name)  # may ask PostgreSQL
     options = _options(body, extractive)
     completion_id, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     given = (body.model_extra or {}).get("user")

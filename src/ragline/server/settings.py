@@ -35,6 +35,9 @@ class ServerSettings(BaseModel):
     # limits of one request
     max_upload_bytes: int = Field(50 * MiB, gt=0)
     max_body_bytes: int = Field(1 * MiB, gt=0)
+    # the processes serving this data directory (`--workers`): above 1, the per-key limits
+    # below are counted for all of them together in <data_dir>/limits.sqlite
+    workers: int = Field(1, gt=0)
     # per key (a key's own values win)
     rate_per_second: float = Field(10.0, gt=0)
     burst: int = Field(20, gt=0)
@@ -47,6 +50,12 @@ class ServerSettings(BaseModel):
     # endpoint is set here or in OTEL_EXPORTER_OTLP_ENDPOINT (needs `ragline[otlp]`)
     otlp_endpoint: str | None = None
     trace_flush_ms: int = Field(500, gt=0)  # how long finished spans may wait to be written
+
+    @property
+    def shared_limits(self) -> bool:
+        """Whether the per-key limits are shared between worker processes (a file), rather
+        than counted in this process alone (a dictionary: faster, right for one worker)."""
+        return self.workers > 1
 
     def keys_file(self) -> Path:
         from ragline.server.keys import default_keys_path

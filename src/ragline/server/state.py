@@ -15,9 +15,10 @@ from ragline.server.catalog import Catalog
 from ragline.server.experiments import Experiments, ExperimentStore
 from ragline.server.jobs import JobRunner, JobStore
 from ragline.server.keys import KeyStore
-from ragline.server.limits import ConcurrencyLimiter, InferencePool, RateLimiter
+from ragline.server.limits import InferencePool, KeyLimits, LocalLimits
 from ragline.server.middleware import Metrics
 from ragline.server.settings import ServerSettings
+from ragline.server.shared_limits import SharedLimits
 from ragline.server.tracing import Tracing
 
 log = logging.getLogger("ragline.server")
@@ -71,9 +72,8 @@ class ServerState:
     generator: Generator
     tracing: Tracing
     experiments: Experiments
+    limits: KeyLimits
     metrics: Metrics = field(default_factory=Metrics)
-    rate: RateLimiter = field(default_factory=RateLimiter)
-    concurrency: ConcurrencyLimiter = field(default_factory=ConcurrencyLimiter)
     ready: bool = False
     arm_generators: dict[str, Generator] = field(default_factory=dict)
     _arm_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -97,6 +97,9 @@ class ServerState:
             tracing=Tracing(settings.data_dir, otlp=settings.otlp_endpoint,
                             delay_ms=settings.trace_flush_ms),
             experiments=Experiments(ExperimentStore.in_dir(settings.data_dir)),
+            # several worker processes count each key's requests together; one counts alone
+            limits=SharedLimits.in_dir(settings.data_dir) if settings.shared_limits
+            else LocalLimits(),
         )
 
     def generator_for(self, overrides: dict[str, Any] | None) -> Generator:
@@ -120,3 +123,4 @@ class ServerState:
         for generator in self.arm_generators.values():
             generator.close()
         self.tracing.close()
+        self.limits.close()

@@ -111,14 +111,70 @@ def describe_dsn(dsn: str) -> str:
            f"{parts.get('user') or os.environ.get('PGUSER') or '(default user)'}"
 
 
+def check_schema_name(schema: str) -> str:
+    """`schema`, if it is a name SQL may hold unquoted (it is put into statements as is)."""
+    if not _NAME.fullmatch(schema):
+        raise ConfigError(f"[store] schema {schema!r}: use lower-case letters, digits and _ "
+                          "(at most 63, not starting with a digit)")
+    return schema
+
+
+def connect(dsn: str, *, password_env: str = PASSWORD_ENV, connect_timeout: float = 10.0) -> Any:
+    """An autocommit psycopg connection, with errors that say what to check (never the
+    password)."""
+    try:
+        import psycopg
+    except ImportError:
+        raise ConfigError("the postgres store needs: pip install 'ragline[postgres]'") from None
+    extra: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout))}
+    password = os.environ.get(password_env)
+    if password:
+        extra["password"] = password
+    try:
+        return psycopg.connect(dsn, autocommit=True, **extra)
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailable(_connect_advice(describe_dsn(dsn), str(exc), password_env)) from None
+    except psycopg.ProgrammingError as exc:  # a malformed DSN
+        raise ConfigError(f"[store] dsn is not a PostgreSQL connection string: {exc}") from None
+
+
+def create_schema(dsn: str, schema: str, *, password_env: str = PASSWORD_ENV) -> bool:
+    """Create the empty schema of a new index; False when it exists already (nothing done).
+    Atomic on the server, so of two processes creating the same schema exactly one wins."""
+    import psycopg
+
+    with connect(dsn, password_env=password_env) as conn:
+        try:
+            conn.execute(f"CREATE SCHEMA {check_schema_name(schema)}")
+        except psycopg.errors.DuplicateSchema:
+            return False
+        except psycopg.errors.UniqueViolation:  # a concurrent CREATE SCHEMA of the same name
+            return False
+    return True
+
+
+def index_exists(dsn: str, schema: str, *, password_env: str = PASSWORD_ENV) -> bool:
+    """Whether `schema` holds a ragline index (its tables are made by the first ingest)."""
+    with connect(dsn, password_env=password_env) as conn:
+        return conn.execute(
+            "SELECT 1 FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name = 'meta'", (check_schema_name(schema),)).fetchone() is not None
+
+
+def drop_schema(dsn: str, schema: str, *, password_env: str = PASSWORD_ENV) -> None:
+    """Delete an index on PostgreSQL: its schema and everything in it (waits for running
+    transactions on it; a connection still open on it then finds its tables gone)."""
+    with connect(dsn, password_env=password_env) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {check_schema_name(schema)} CASCADE")
+
+
 class PostgresStore:
     """The index database on a PostgreSQL server (a `store.base.Store`)."""
 
     def __init__(self, dsn: str, *, schema: str = "ragline", dim: int | None = None,
                  create: bool = False, password_env: str = PASSWORD_ENV,
                  connect_timeout: float = 10.0) -> None:
-        if not _NAME.fullmatch(schema):
-            raise ConfigError(f"[store] schema {schema!r}: use lower-case letters, digits and _")
+        check_schema_name(schema)
         try:
             import psycopg
             from pgvector.psycopg import register_vector
@@ -128,16 +184,7 @@ class PostgresStore:
         self.schema = schema
         self._stats: tuple[int, int, float] | None = None  # generation, chunks, mean length
         self._psycopg = psycopg
-        extra: dict[str, Any] = {"connect_timeout": max(1, int(connect_timeout))}
-        password = os.environ.get(password_env)
-        if password:
-            extra["password"] = password
-        try:
-            self._conn = psycopg.connect(dsn, autocommit=True, **extra)
-        except psycopg.OperationalError as exc:
-            raise StoreUnavailable(_connect_advice(self.dsn_text, str(exc), password_env)) from None
-        except psycopg.ProgrammingError as exc:  # a malformed DSN
-            raise ConfigError(f"[store] dsn is not a PostgreSQL connection string: {exc}") from None
+        self._conn = connect(dsn, password_env=password_env, connect_timeout=connect_timeout)
         try:
             self._prepare(dim, create, register_vector)
         except BaseException:
