@@ -1,1 +1,2 @@
-"""Agents: the sandbox for model-written code (`ragline.agent.sandbox`)."""
+"""Agents: the tool-using loop (`loop`), its tools (`tools`), durable state (`state`) and the
+sandbox for model-written code (`sandbox`)."""

@@ -371,6 +371,8 @@ LAZY_COMMANDS: dict[str, tuple[str, str, str, str]] = {
     "sandbox": ("ragline.cli.sandbox", "sandbox_app", "typer",
                 "Run Python in the sandbox for model-written code (no network, read-only files, "
                 "limits)."),
+    "agent": ("ragline.cli.agent", "agent_app", "typer",
+              "Tool-using agents: run a task, show, resume and list durable runs."),
 }
 
 

@@ -1,0 +1,263 @@
+"""Durable agent state: every run, step, message and tool call in SQLite (`$RAGLINE_HOME/agent.sqlite`).
+
+A step is written in transactions that each leave the database in a state a resume can read:
+1. the model's reply (its assistant message, tokens, cost) with the step marked `planned`;
+2. for a tool with side effects, a `started` row before it runs and `done` (with its result) after;
+3. the step's tool results and the step marked `done`.
+A kill -9 at any point loses at most the work in flight: `resume` redoes a `planned` step's
+remaining calls, reuses every `done` result, and never re-runs a `started` side-effect call.
+"""
+
+from __future__ import annotations
+
+import enum
+import json
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ragline._sqlite import connect
+from ragline.errors import RaglineError
+from ragline.llm.types import Message, Role, ToolCall
+from ragline.paths import ragline_home
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    run_id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, stop_reason TEXT,
+    answer TEXT, config TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS messages (
+    run_id TEXT NOT NULL, seq INTEGER NOT NULL, step INTEGER NOT NULL, role TEXT NOT NULL,
+    content TEXT NOT NULL, tool_calls TEXT NOT NULL, tool_call_id TEXT,
+    PRIMARY KEY (run_id, seq));
+CREATE TABLE IF NOT EXISTS steps (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, status TEXT NOT NULL, usage TEXT NOT NULL,
+    cost_usd REAL, created REAL NOT NULL, PRIMARY KEY (run_id, step));
+CREATE TABLE IF NOT EXISTS tool_calls (
+    run_id TEXT NOT NULL, step INTEGER NOT NULL, idx INTEGER NOT NULL, call_id TEXT NOT NULL,
+    name TEXT NOT NULL, arguments TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
+    result TEXT, side_effects INTEGER NOT NULL, seconds REAL,
+    PRIMARY KEY (run_id, step, idx));
+"""
+
+
+class RunNotFound(RaglineError):
+    """No agent run has this id; `ragline agent list` shows the runs there are."""
+
+
+class RunStatus(enum.StrEnum):
+    RUNNING = "running"  # or killed while running: `resume` continues it
+    FINISHED = "finished"
+
+
+class CallStatus(enum.StrEnum):
+    STARTED = "started"
+    DONE = "done"
+
+
+@dataclass(frozen=True, slots=True)
+class CallRow:
+    """One recorded tool call of a step."""
+
+    step: int
+    idx: int
+    call_id: str
+    name: str
+    arguments: dict[str, Any]
+    status: CallStatus
+    outcome: str | None
+    result: str | None
+    side_effects: bool
+    seconds: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class StepRow:
+    step: int
+    status: str
+    usage: dict[str, int]
+    cost_usd: float | None
+
+
+@dataclass
+class RunRecord:
+    """Everything stored about one run."""
+
+    run_id: str
+    task: str
+    status: RunStatus
+    stop_reason: str | None
+    answer: str | None
+    config: dict[str, Any]
+    created: float
+    updated: float
+    messages: list[tuple[int, Message]] = field(default_factory=list)  # (step, message)
+    steps: list[StepRow] = field(default_factory=list)
+    calls: list[CallRow] = field(default_factory=list)
+
+    @property
+    def conversation(self) -> list[Message]:
+        return [m for _, m in self.messages]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id, "task": self.task, "status": self.status.value,
+            "stop_reason": self.stop_reason, "answer": self.answer, "config": self.config,
+            "created": self.created, "updated": self.updated,
+            "messages": [dict(message_dict(m), step=s) for s, m in self.messages],
+            "steps": [{"step": s.step, "status": s.status, "usage": s.usage,
+                       "cost_usd": s.cost_usd} for s in self.steps],
+            "tool_calls": [{"step": c.step, "idx": c.idx, "name": c.name,
+                            "arguments": c.arguments, "status": c.status.value,
+                            "outcome": c.outcome, "result": c.result,
+                            "side_effects": c.side_effects, "seconds": c.seconds}
+                           for c in self.calls],
+        }
+
+
+def message_dict(message: Message) -> dict[str, Any]:
+    return {"role": message.role.value, "content": message.content,
+            "tool_calls": [{"id": c.id, "name": c.name, "arguments": c.arguments}
+                           for c in message.tool_calls],
+            "tool_call_id": message.tool_call_id}
+
+
+def _message(role: str, content: str, tool_calls: str, tool_call_id: str | None) -> Message:
+    calls = tuple(ToolCall(c["id"], c["name"], c["arguments"]) for c in json.loads(tool_calls))
+    return Message(Role(role), content, tool_calls=calls, tool_call_id=tool_call_id)
+
+
+def default_path() -> Path:
+    return ragline_home() / "agent.sqlite"
+
+
+class AgentStore:
+    """The SQLite checkpoint store of agent runs. One writer per run at a time."""
+
+    def __init__(self, path: Path | None = None) -> None:
+        self.path = path or default_path()
+        self._conn = connect(self.path, autocommit=True)
+        self._conn.executescript(_SCHEMA)
+
+    def close(self) -> None:
+        self._conn.close()
+
+    def __enter__(self) -> AgentStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _tx(self) -> _Transaction:
+        return _Transaction(self._conn)
+
+    # --- writes ------------------------------------------------------------------------
+
+    def create_run(self, task: str, config: dict[str, Any]) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        now = time.time()
+        with self._tx() as c:
+            c.execute("INSERT INTO runs VALUES (?, ?, ?, NULL, NULL, ?, ?, ?)",
+                      (run_id, task, RunStatus.RUNNING.value, json.dumps(config), now, now))
+        return run_id
+
+    def add_user_message(self, run_id: str, step: int, content: str) -> None:
+        """A new user turn (multi-turn): the run is running again."""
+        with self._tx() as c:
+            self._append(c, run_id, step, [Message.user(content)])
+            c.execute("UPDATE runs SET status = ?, stop_reason = NULL, answer = NULL, updated = ? "
+                      "WHERE run_id = ?", (RunStatus.RUNNING.value, time.time(), run_id))
+
+    def plan_step(self, run_id: str, step: int, reply: Message, usage: dict[str, int],
+                  cost_usd: float | None) -> None:
+        """Transaction 1 of a step: the model's reply and what it cost."""
+        with self._tx() as c:
+            self._append(c, run_id, step, [reply])
+            c.execute("INSERT INTO steps VALUES (?, ?, 'planned', ?, ?, ?)",
+                      (run_id, step, json.dumps(usage), cost_usd, time.time()))
+
+    def call_started(self, run_id: str, step: int, idx: int, call: ToolCall,
+                     side_effects: bool) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, "
+                      "NULL)", (run_id, step, idx, call.id, call.name, json.dumps(call.arguments),
+                                CallStatus.STARTED.value, int(side_effects)))
+
+    def call_done(self, run_id: str, step: int, idx: int, call: ToolCall, side_effects: bool,
+                  outcome: str, result: str, seconds: float) -> None:
+        with self._tx() as c:
+            c.execute("INSERT OR REPLACE INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, step, idx, call.id, call.name, json.dumps(call.arguments),
+                       CallStatus.DONE.value, outcome, result, int(side_effects), seconds))
+
+    def finish_step(self, run_id: str, step: int, results: list[Message]) -> None:
+        """The last transaction of a step: its tool results go into the conversation."""
+        with self._tx() as c:
+            self._append(c, run_id, step, results)
+            c.execute("UPDATE steps SET status = 'done' WHERE run_id = ? AND step = ?",
+                      (run_id, step))
+            c.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
+
+    def finish_run(self, run_id: str, stop_reason: str, answer: str | None) -> None:
+        with self._tx() as c:
+            c.execute("UPDATE runs SET status = ?, stop_reason = ?, answer = ?, updated = ? "
+                      "WHERE run_id = ?", (RunStatus.FINISHED.value, stop_reason, answer,
+                                           time.time(), run_id))
+
+    def _append(self, c: sqlite3.Connection, run_id: str, step: int,
+                messages: list[Message]) -> None:
+        (last,) = c.execute("SELECT COALESCE(MAX(seq), -1) FROM messages WHERE run_id = ?",
+                            (run_id,)).fetchone()
+        for offset, m in enumerate(messages, start=1):
+            d = message_dict(m)
+            c.execute("INSERT INTO messages VALUES (?, ?, ?, ?, ?, ?, ?)",
+                      (run_id, last + offset, step, d["role"], m.content,
+                       json.dumps(d["tool_calls"]), m.tool_call_id))
+
+    # --- reads -------------------------------------------------------------------------
+
+    def load(self, run_id: str) -> RunRecord:
+        row = self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        if row is None:
+            raise RunNotFound(f"no agent run {run_id!r} in {self.path}: `ragline agent list` "
+                              "shows the runs there are")
+        record = RunRecord(row[0], row[1], RunStatus(row[2]), row[3], row[4], json.loads(row[5]),
+                           row[6], row[7])
+        for step, role, content, calls, call_id in self._conn.execute(
+                "SELECT step, role, content, tool_calls, tool_call_id FROM messages "
+                "WHERE run_id = ? ORDER BY seq", (run_id,)):
+            record.messages.append((step, _message(role, content, calls, call_id)))
+        for step, status, usage, cost in self._conn.execute(
+                "SELECT step, status, usage, cost_usd FROM steps WHERE run_id = ? ORDER BY step",
+                (run_id,)):
+            record.steps.append(StepRow(step, status, json.loads(usage), cost))
+        for r in self._conn.execute("SELECT step, idx, call_id, name, arguments, status, outcome, "
+                                    "result, side_effects, seconds FROM tool_calls "
+                                    "WHERE run_id = ? ORDER BY step, idx", (run_id,)):
+            record.calls.append(CallRow(r[0], r[1], r[2], r[3], json.loads(r[4]),
+                                        CallStatus(r[5]), r[6], r[7], bool(r[8]), r[9]))
+        return record
+
+    def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
+        rows = self._conn.execute(
+            "SELECT r.run_id, r.task, r.status, r.stop_reason, r.updated, "
+            "(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id) FROM runs r "
+            "ORDER BY r.created DESC LIMIT ?", (limit,)).fetchall()
+        return [{"run_id": r[0], "task": r[1], "status": r[2], "stop_reason": r[3],
+                 "updated": r[4], "steps": r[5]} for r in rows]
+
+
+class _Transaction:
+    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): one durable unit of a step."""
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self._conn.execute("BEGIN IMMEDIATE")
+        return self._conn
+
+    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")

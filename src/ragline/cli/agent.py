@@ -1,0 +1,141 @@
+"""`ragline agent run|show|resume|list`: the tool-using agent over an index, with durable runs."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ragline.cli._common import JsonOption, fail
+from ragline.errors import RaglineError
+from ragline.llm.types import ProviderName
+
+if TYPE_CHECKING:
+    from ragline.agent.loop import Agent, AgentResult
+
+agent_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
+                        help="Tool-using agents: run a task, show, resume and list durable runs.")
+
+DEFAULT_TOOLS = "search,read,calculator"
+
+
+def _build(settings: dict[str, Any], max_steps: int) -> Agent:
+    """An Agent from the settings stored with a run (so `resume` rebuilds the same one)."""
+    from ragline.agent.loop import Agent, Budget
+    from ragline.agent.tools import SpanRegistry, builtin_tools
+    from ragline.llm.config import build_llm, llm_settings
+
+    llm = build_llm(llm_settings(None, provider=settings.get("provider"),
+                                 model=settings.get("model"), base_url=settings.get("base_url")))
+    index = None
+    if settings.get("index"):
+        from ragline.index import Index
+
+        index = Index(Path(settings["index"]))
+    registry = SpanRegistry()
+    tools = builtin_tools(settings["tool_names"], index=index, registry=registry,
+                          allowed_hosts=settings.get("allow_host", []))
+    return Agent(llm, tools, registry=registry, budget=Budget(max_steps=max_steps),
+                 config={"cli": settings})
+
+
+def _print(result: AgentResult, as_json: bool) -> None:
+    if as_json:
+        sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    typer.echo(result.answer if result.answer is not None else f"(no answer: {result.detail})")
+    typer.echo(f"run {result.run_id}: {result.stop_reason.value} after {result.steps} step(s), "
+               f"{result.tool_calls} tool call(s), errors {result.tool_errors or 0}", err=True)
+
+
+@agent_app.command("run")
+def run_command(
+    task: Annotated[str, typer.Argument(help="The task for the agent.")],
+    index: Annotated[Path | None, typer.Option("--index", "-i", help="Index folder.")] = None,
+    tools: Annotated[str, typer.Option(help="Comma-separated built-in tools: search, read, "
+                                            "calculator, python, http_get.")] = DEFAULT_TOOLS,
+    allow_host: Annotated[list[str] | None, typer.Option(
+        "--allow-host", help="A host http_get may fetch from (repeatable).")] = None,
+    max_steps: Annotated[int, typer.Option(min=1, help="Most model calls.")] = 20,
+    provider: Annotated[ProviderName | None, typer.Option(help="Which provider.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model name (default per provider).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server URL (openai-compatible).")] = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Run a task with tools until the model answers or a budget ends it."""
+    names = [t.strip() for t in tools.split(",") if t.strip()]
+    if "search" not in names and "read" not in names:
+        index = None
+    if allow_host and "http_get" not in names:
+        names.append("http_get")
+    settings = {"tool_names": names, "index": str(index) if index else None,
+                "allow_host": allow_host or [], "provider": provider.value if provider else None,
+                "model": model, "base_url": base_url, "max_steps": max_steps}
+    try:
+        _print(_build(settings, max_steps).run(task), json_output)
+    except RaglineError as exc:
+        fail(str(exc))
+
+
+@agent_app.command("resume")
+def resume_command(
+    run_id: Annotated[str, typer.Argument(help="The run id (see `ragline agent list`).")],
+    json_output: JsonOption = False,
+) -> None:
+    """Continue a run from its last completed step; side-effect calls are never re-run."""
+    from ragline.agent.state import AgentStore
+
+    try:
+        with AgentStore() as store:
+            settings = store.load(run_id).config["cli"]
+        _print(_build(settings, settings.get("max_steps", 20)).resume(run_id), json_output)
+    except (RaglineError, KeyError) as exc:
+        fail(f"cannot resume {run_id}: {exc}")
+
+
+@agent_app.command("show")
+def show_command(
+    run_id: Annotated[str, typer.Argument(help="The run id.")],
+    json_output: JsonOption = False,
+) -> None:
+    """Show a run: its status, stop reason, messages and tool calls."""
+    from ragline.agent.state import AgentStore
+
+    try:
+        with AgentStore() as store:
+            record = store.load(run_id)
+    except RaglineError as exc:
+        fail(str(exc))
+    if json_output:
+        sys.stdout.write(json.dumps(record.to_dict(), indent=2, ensure_ascii=False) + "\n")
+        return
+    typer.echo(f"run {record.run_id}  {record.status.value}  stop: {record.stop_reason}")
+    typer.echo(f"task: {record.task}")
+    calls = {(c.step, c.idx): c for c in record.calls}
+    for step, message in record.messages:
+        text = message.content.replace("\n", " ")[:200]
+        typer.echo(f"[{step}] {message.role.value}: {text}")
+        for i, call in enumerate(message.tool_calls):
+            row = calls.get((step, i))
+            status = f"{row.status.value}/{row.outcome}" if row else "not run"
+            typer.echo(f"      -> {call.name}({json.dumps(call.arguments)}) {status}")
+    if record.answer is not None:
+        typer.echo(f"answer: {record.answer}")
+
+
+@agent_app.command("list")
+def list_command(json_output: JsonOption = False) -> None:
+    """The recorded runs, newest first."""
+    from ragline.agent.state import AgentStore
+
+    with AgentStore() as store:
+        runs = store.list_runs()
+    if json_output:
+        sys.stdout.write(json.dumps(runs, indent=2) + "\n")
+        return
+    for r in runs:
+        typer.echo(f"{r['run_id']}  {r['status']:<8}  {r['stop_reason'] or '-':<13}  "
+                   f"{r['steps']:>3} steps  {r['task'][:60]}")
