@@ -240,3 +240,150 @@ def eval_leakage(
         out.print("score a tuned system on the novel queries too: ragline eval retrieval "
                   f"--dataset {test} --split {test_split} --novel-against {train} "
                   f"--novel-split {train_split}", highlight=False, soft_wrap=True)
+
+
+# --- ragline eval agent ----------------------------------------------------------------------
+
+
+def _agent_configs(paths: list[Path] | None, defaults: dict[str, Any],
+                   baseline: str | None) -> list[dict[str, Any]]:
+    """Agent configurations: TOML files of `name`, `mode` ("agent" or "ask"), `tools`,
+    `max_steps`, `provider`, `model`, `base_url`, `k`, over the command's defaults."""
+    import tomllib
+
+    configs = [] if baseline is None else [{**defaults, "name": "ask", "mode": "ask"}]
+    for path in paths or []:
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise typer.BadParameter(f"cannot read agent configuration {path}: {exc}") from exc
+        configs.append({**defaults, "name": path.stem, **raw.get("agent", raw)})
+    if not paths:
+        configs.append({**defaults, "name": "agent", "mode": "agent"})
+    names = [c["name"] for c in configs]
+    if len(set(names)) != len(names):
+        raise typer.BadParameter(f"configuration names must differ, got {names}")
+    for c in configs:
+        if c.get("mode", "agent") not in ("agent", "ask"):
+            raise typer.BadParameter(f"{c['name']}: mode is 'agent' or 'ask', got {c['mode']!r}")
+    return configs
+
+
+def _agent_runner(spec: dict[str, Any], index_dir: Path | None) -> Any:
+    from ragline.agent.loop import Agent, Budget
+    from ragline.agent.tools import SpanRegistry, builtin_tools
+    from ragline.evaluate.agent_eval import AgentRunner, AskRunner
+    from ragline.llm.config import build_llm, llm_settings
+
+    llm = build_llm(llm_settings(None, provider=spec.get("provider"), model=spec.get("model"),
+                                 base_url=spec.get("base_url")))
+    index = None
+    if index_dir is not None:
+        from ragline.index import Index
+
+        index = Index(index_dir)
+    if spec.get("mode") == "ask":
+        if index is None:
+            raise typer.BadParameter("the ask baseline needs --index DIR")
+        return AskRunner(spec["name"], index, llm=llm, k=int(spec.get("k", 5)))
+
+    def build(task: Any) -> Agent:
+        names = list(task.tools or spec["tools"])
+        if index is None:
+            names = [n for n in names if n not in ("search", "read")]
+        registry = SpanRegistry()
+        tools = builtin_tools(names, index=index, registry=registry)
+        return Agent(llm, tools, registry=registry,
+                     budget=Budget(max_steps=int(spec["max_steps"])), config={"eval": spec})
+
+    return AgentRunner(spec["name"], build)
+
+
+@eval_app.command("agent")
+def eval_agent(
+    tasks: Annotated[Path, typer.Option(help="Task file (.jsonl): id, task, answer|check[, judge].")],
+    repeats: Annotated[int, typer.Option(min=1, help="Attempts per task (for pass^k).")] = 1,
+    config: Annotated[list[Path] | None, typer.Option(
+        "--config", "-c", help="Agent configuration TOML; repeat to compare two or more.")] = None,
+    index: Annotated[Path | None, typer.Option("--index", "-i", help="Index for search/read.")] = None,
+    baseline: Annotated[str | None, typer.Option(
+        help="'ask': also answer each task single-shot with Index.ask, compared paired.")] = None,
+    tools: Annotated[str, typer.Option(help="Default tools (a task's own `tools` win).")
+                     ] = "search,read,calculator",
+    max_steps: Annotated[int, typer.Option(min=1, help="Most model calls per attempt.")] = 10,
+    provider: Annotated[str | None, typer.Option(help="LLM provider.")] = None,
+    model: Annotated[str | None, typer.Option(help="Model (default per provider).")] = None,
+    base_url: Annotated[str | None, typer.Option(help="Server URL (openai-compatible).")] = None,
+    judge_provider: Annotated[str | None, typer.Option(help="Judge provider (judge tasks).")] = None,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model (judge tasks).")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the statistics.")] = 0,
+    json_output: Annotated[bool, typer.Option("--json", help="Print JSON on stdout.")] = False,
+) -> None:
+    """Run each task --repeats times per configuration; report success, pass^k, steps,
+    tool-error rate, tokens, cost, latency and stop reasons, with paired comparisons."""
+    from ragline.errors import RaglineError
+    from ragline.evaluate.agent_eval import evaluate_agents
+    from ragline.evaluate.agent_tasks import load_tasks
+
+    if baseline not in (None, "ask"):
+        raise typer.BadParameter(f"--baseline is 'ask', got {baseline!r}")
+    try:
+        task_list = load_tasks(tasks)
+    except RaglineError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(2) from exc
+    defaults = {"mode": "agent", "tools": [t.strip() for t in tools.split(",") if t.strip()],
+                "max_steps": max_steps, "provider": provider, "model": model,
+                "base_url": base_url}
+    specs = _agent_configs(config, defaults, baseline)
+    say = (lambda m: None) if json_output else (lambda m: err.print(m, highlight=False))
+    try:
+        runners = [_agent_runner(s, index) for s in specs]
+        judge = _agent_judge(judge_provider, judge_model) if any(
+            t.judge for t in task_list) else None
+        result = evaluate_agents(task_list, runners, repeats=repeats, judge=judge,
+                                 source=str(tasks), settings={"configs": specs,
+                                                              "index": str(index) if index else None},
+                                 seed=seed, say=say)
+    except RaglineError as exc:
+        err.print(f"[red]error:[/] {escape(str(exc))}", highlight=False)
+        raise typer.Exit(1) from exc
+    if json_output:
+        typer.echo(json.dumps(result.to_dict(), indent=2, default=str))
+        return
+    _print_agent(result.run_id, result.summary(), repeats)
+    for comp in result.comparisons:
+        out.print(comparison_table(comp))
+    for line in result.skipped_comparisons:
+        out.print(f"[yellow]not compared:[/] {escape(line)}", highlight=False)
+
+
+def _agent_judge(provider: str | None, model: str | None) -> Any:
+    from ragline.evaluate.judge import CorrectnessJudge
+    from ragline.llm.config import build_llm, llm_settings
+
+    return CorrectnessJudge(build_llm(llm_settings(None, provider=provider, model=model)))
+
+
+def _print_agent(run_id: str, summary: dict[str, Any], repeats: int) -> None:
+    table = Table(title=f"agent run {run_id} ({repeats} attempt(s) per task)")
+    cols = ["config", "success", *(f"pass^{k}" for k in range(2, repeats + 1)), "F1", "steps",
+            "tool err", "tokens/att", "USD/att", "p50 ms", "p95 ms", "stop reasons"]
+    for col in cols:
+        table.add_column(col, justify="left" if col in ("config", "stop reasons") else "right")
+    for name, s in summary.items():
+        usd = s["cost_usd_per_attempt"]
+        table.add_row(name, f"{s['success_rate']:.3f}",
+                      *(f"{s['pass^k'][str(k)]:.3f}" for k in range(2, repeats + 1)),
+                      "-" if s["F1"] is None else f"{s['F1']:.3f}", f"{s['steps_mean']:.1f}",
+                      f"{s['tool_error_rate']:.3f}", f"{s['tokens']['per_attempt']:.0f}",
+                      "n/a" if usd is None else f"{usd:.5f}", f"{s['latency_ms']['p50']:.0f}",
+                      f"{s['latency_ms']['p95']:.0f}",
+                      ", ".join(f"{k} {v}" for k, v in s["stop_reasons"].items()))
+    out.print(table)
+    for name, s in summary.items():
+        if s.get("judge"):
+            j, ref = s["judge"], s["judge"]["reliability_vs_reference_rule"]
+            out.print(f"{name}: judge {j['judge_model']} correct {j['mean']} "
+                      f"({j['measured']} measured); vs reference rule accuracy "
+                      f"{ref['accuracy']} kappa {ref['kappa']} (n={ref['n']})", highlight=False)
