@@ -211,3 +211,13 @@ def test_tune_reranks_with_the_fused_scores_a_blend_mixes_in(index: Any, embedde
         # blend 0 is the retrieval score's order: here the scores say the last row is best
         assert reranked_index.rerank_rows("planet", rows, [float(i) for i in range(len(rows))]) \
             == rows[::-1]
+
+
+def test_blend_zero_keeps_the_retrieved_hits_without_running_the_model(index: Any) -> None:
+    from ragline.answer.support_model import SHIPPED_DIR
+    from ragline.retrieve.rerank import CrossEncoderReranker
+
+    off = CrossEncoderReranker(SHIPPED_DIR, depth=6, threads=1, blend=0.0)
+    hits = index.search("planet", k=6)
+    assert off.rerank("planet", hits) == hits
+    assert off.model._session is None  # the model was never loaded

@@ -177,6 +177,11 @@ def adapt(index: Index, llm: LLM, out: Path, settings: AdaptSettings = AdaptSett
 
         say(f"3/3 scoring before and after on {settings.eval_dataset} ({settings.split})")
         before = index.config.model_copy(update={"name": "before"})
+        if before.search.reranker != "none":
+            report.notes.append(
+                f"'before' is the index's own configuration, which already reranks "
+                f"({before.search.reranker}, {before.search.rerank_model}); pass --config to "
+                "compare against another")
         configs = [before, _named(with_reranker(before, model_dir, settings.rerank_depth),
                                   "reranker")]
         if report.embedder_dir is not None:

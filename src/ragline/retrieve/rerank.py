@@ -61,6 +61,8 @@ class CrossEncoderReranker:
     def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
         if not hits:
             return []
+        if self.blend == 0.0:  # the retrieval order: nothing to pay the model for
+            return list(hits)
         probabilities = self.model.score_chunks([(hit.chunk.text, query) for hit in hits])
         scores = blend_scores(probabilities.tolist(), [hit.score for hit in hits], self.blend)
         order = sorted(range(len(hits)), key=lambda i: (-float(scores[i]), i))
