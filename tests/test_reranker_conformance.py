@@ -202,15 +202,20 @@ def test_the_blend_comes_from_the_config_else_the_models_manifest(tmp_path: Path
 
 def test_tune_reranks_with_the_fused_scores_a_blend_mixes_in(index: Any, embedder: Any) -> None:
     from ragline import Index
-    from ragline.answer.support_model import SHIPPED_DIR
-    from ragline.retrieve.rerank import CrossEncoderReranker
 
-    retrieval_only = CrossEncoderReranker(SHIPPED_DIR, depth=6, threads=1, blend=0.0)
-    with Index(index.path, embedder=embedder, reranker=retrieval_only) as reranked_index:
+    class Recording(Reverse):
+        scores: tuple[float, ...] = ()
+
+        def rerank(self, query: str, hits: Sequence[Hit]) -> list[Hit]:
+            self.scores = tuple(h.score for h in hits)
+            return list(hits)
+
+    recording = Recording(depth=6)
+    with Index(index.path, embedder=embedder, reranker=recording) as reranked_index:
         rows = [r for r, _ in reranked_index.candidates("planet", mode="bm25", depth=6)["bm25"]]
-        # blend 0 is the retrieval score's order: here the scores say the last row is best
-        assert reranked_index.rerank_rows("planet", rows, [float(i) for i in range(len(rows))]) \
-            == rows[::-1]
+        fused = [float(len(rows) - i) for i in range(len(rows))]
+        assert reranked_index.rerank_rows("planet", rows, fused) == rows
+    assert list(recording.scores) == fused  # what a blended reranker mixes in, as in search
 
 
 def test_blend_zero_keeps_the_retrieved_hits_without_running_the_model(index: Any) -> None:
