@@ -324,7 +324,14 @@ def test_kill_9_mid_run_resumes_and_finishes_with_no_call_executed_twice(
     assert out.split()[1] == "answered" and "recorded all ten" in out
     effects = (tmp_path / "effects.log").read_text().split()
     assert len(effects) == len(set(effects))  # no call executed twice
-    assert set(effects) >= {str(n) for n in range(1, 11)} - {effects[-1]}
+    # the kill may land inside a call, before its effect was written: that one call is then
+    # reported interrupted on resume, never run again; every other call ran exactly once
+    missing = {n for n in range(1, 11) if str(n) not in effects}
+    assert len(missing) <= 1
+    if missing:
+        with AgentStore(db) as store:
+            outcomes = {c.arguments["n"]: c.outcome for c in store.load(_run_id(db)).calls}
+        assert outcomes[missing.pop()] == "interrupted"
 
 
 def test_a_started_side_effect_is_reported_interrupted_not_rerun(
