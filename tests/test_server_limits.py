@@ -172,9 +172,10 @@ def test_processes_sharing_a_key_get_one_bucket_not_one_each(tmp_path: Path) -> 
     granted = sum(count for count, _ in found)
     start = min(first for _, first in found)  # the bucket is made full by the first take
     expected = burst + rate * (end - start)
-    # per-process buckets would grant about 4 times as much; the slack of 2 tokens is the
-    # takes begun before the end that read the clock just after it (waiting for the lock)
-    assert granted <= expected + 2, (granted, expected)
+    # per-process buckets would grant about 4 times as much; the slack of 5 tokens is the
+    # takes begun before the end that read the clock just after it (waiting for the lock:
+    # one per process, and the clock the parent reads for `end` is not theirs)
+    assert granted <= expected + 5, (granted, expected)
     assert granted >= 0.9 * expected, (granted, expected)
 
 

@@ -9,6 +9,7 @@ schema, its row factory and its own error messages.
 from __future__ import annotations
 
 import sqlite3
+import time
 from pathlib import Path
 
 
@@ -27,7 +28,7 @@ def connect(
                            isolation_level=None if autocommit else "DEFERRED")
     try:
         conn.execute(f"PRAGMA busy_timeout = {int(timeout * 1000)}")
-        conn.execute("PRAGMA journal_mode = WAL")
+        _wal(conn, timeout)
         conn.execute("PRAGMA synchronous = NORMAL")
         if foreign_keys:
             conn.execute("PRAGMA foreign_keys = ON")
@@ -35,3 +36,17 @@ def connect(
         conn.close()
         raise
     return conn
+
+
+def _wal(conn: sqlite3.Connection, timeout: float) -> None:
+    """Switch to WAL. Several processes opening a new file at once (uvicorn's workers) can get
+    "database is locked" from this pragma without the busy handler being called: retry it."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
