@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import sqlite3
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 
@@ -50,3 +52,17 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
+
+
+@contextmanager
+def transaction(path: Path, schema: str, *, timeout: float = 10.0) -> Iterator[sqlite3.Connection]:
+    """A short-lived connection to `path` with `schema` (a script of CREATE ... IF NOT EXISTS)
+    applied, inside one transaction (committed on success, rolled back on an exception), then
+    closed: the small stores of the server (keys, jobs, experiments, traces)."""
+    conn = connect(path, timeout=timeout)
+    try:
+        conn.executescript(schema)
+        with conn:
+            yield conn
+    finally:
+        conn.close()

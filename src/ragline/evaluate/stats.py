@@ -65,6 +65,18 @@ def _mean_diff(a: FloatArray, b: FloatArray, axis: int = -1) -> Any:
     return np.mean(b - a, axis=axis)
 
 
+def _percentile_bootstrap(estimate: float, samples: tuple[FloatArray, FloatArray],
+                          statistic: Any, *, paired: bool, n_resamples: int, confidence: float,
+                          seed: int) -> Interval:
+    """`estimate` with scipy's percentile-bootstrap interval of `statistic` over `samples`
+    (`paired`: resample pairs together; else each group on its own)."""
+    result = sps.bootstrap(samples, statistic, n_resamples=n_resamples, paired=paired,
+                           vectorized=True, confidence_level=confidence, method="percentile",
+                           rng=np.random.default_rng(seed))
+    ci = result.confidence_interval
+    return Interval(estimate, float(ci.low), float(ci.high))
+
+
 def paired_bootstrap_ci(
     a: Values,
     b: Values,
@@ -83,18 +95,8 @@ def paired_bootstrap_ci(
     estimate = float(diffs.mean())
     if np.all(diffs == diffs[0]):
         return Interval(estimate, estimate, estimate)
-    result = sps.bootstrap(
-        (xa, xb),
-        _mean_diff,
-        n_resamples=n_resamples,
-        paired=True,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    ci = result.confidence_interval
-    return Interval(estimate, float(ci.low), float(ci.high))
+    return _percentile_bootstrap(estimate, (xa, xb), _mean_diff, paired=True,
+                                 n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def mean_ci(
@@ -183,18 +185,8 @@ def two_sample_bootstrap_ci(
     estimate = float(xb.mean() - xa.mean())
     if np.all(xa == xa[0]) and np.all(xb == xb[0]):
         return Interval(estimate, estimate, estimate)
-    result = sps.bootstrap(
-        (xa, xb),
-        _diff_of_means,
-        n_resamples=n_resamples,
-        paired=False,
-        vectorized=True,
-        confidence_level=confidence,
-        method="percentile",
-        rng=np.random.default_rng(seed),
-    )
-    ci = result.confidence_interval
-    return Interval(estimate, float(ci.low), float(ci.high))
+    return _percentile_bootstrap(estimate, (xa, xb), _diff_of_means, paired=False,
+                                 n_resamples=n_resamples, confidence=confidence, seed=seed)
 
 
 def two_sample_permutation_test(

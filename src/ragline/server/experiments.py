@@ -23,8 +23,8 @@ import sqlite3
 import threading
 import time
 import tomllib
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,15 +111,8 @@ class ExperimentStore:
     def in_dir(cls, data_dir: Path) -> ExperimentStore:
         return cls(data_dir / EXPERIMENTS_FILE)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = _sqlite.connect(self.path, timeout=10.0)
-        try:
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _sqlite.transaction(self.path, _SCHEMA)
 
     def create(self, name: str, collection: str, a: Path, b: Path,
                share: float = 0.5) -> Experiment:

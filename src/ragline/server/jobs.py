@@ -17,8 +17,8 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -78,15 +78,8 @@ class JobStore:
     def __init__(self, path: Path) -> None:
         self.path = path
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = _sqlite.connect(self.path, timeout=10.0)
-        try:
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _sqlite.transaction(self.path, _SCHEMA)
 
     def create(self, collection: str, kind: str = "ingest") -> Job:
         job = Job(id=secrets.token_hex(8), collection=collection, kind=kind,

@@ -16,8 +16,8 @@ import re
 import secrets
 import sqlite3
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -101,15 +101,8 @@ class KeyStore:
     def __init__(self, path: Path | None = None) -> None:
         self.path = path or default_keys_path()
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = _sqlite.connect(self.path, timeout=10.0)
-        try:
-            conn.execute(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _sqlite.transaction(self.path, _SCHEMA)
 
     def create(self, collections: Sequence[str], *, name: str = "", rate: float | None = None,
                burst: int | None = None, concurrency: int | None = None) -> tuple[ApiKey, str]:

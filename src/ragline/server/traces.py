@@ -17,8 +17,8 @@ from __future__ import annotations
 import json
 import sqlite3
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -155,15 +155,8 @@ class TraceStore:
     def in_dir(cls, data_dir: Path) -> TraceStore:
         return cls(data_dir / TRACES_FILE)
 
-    @contextmanager
-    def _db(self) -> Iterator[sqlite3.Connection]:
-        conn = _sqlite.connect(self.path, timeout=30.0)
-        try:
-            conn.executescript(_SCHEMA)
-            with conn:
-                yield conn
-        finally:
-            conn.close()
+    def _db(self) -> AbstractContextManager[sqlite3.Connection]:
+        return _sqlite.transaction(self.path, _SCHEMA, timeout=30.0)
 
     # -- writing ----------------------------------------------------------------------------
 
