@@ -15,6 +15,7 @@ import threading
 import time
 import types
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -580,11 +581,17 @@ def live_app(service: Service) -> Any:
 
 @pytest.fixture(scope="module")
 def live(live_app: Any) -> Iterator[str]:
-    """The service under uvicorn on 127.0.0.1 (a free port), in a thread."""
+    with serving(live_app) as url:
+        yield url
+
+
+@contextmanager
+def serving(app: Any) -> Iterator[str]:
+    """`app` under uvicorn on 127.0.0.1 (a free port), in a thread: its base URL."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(live_app, log_level="warning"))
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning"))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

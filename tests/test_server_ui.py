@@ -10,21 +10,26 @@ from __future__ import annotations
 
 import os
 import re
-import socket
-import threading
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-import uvicorn
 from fastapi.testclient import TestClient
 
 from ragline.embed.base import Embedder
 from ragline.evaluate.registry import QueryResult, RunRegistry
 from ragline.server.ui import MAX_SOURCE_CHARS, source_window
-from tests.test_server import CITED, DOCS, QUESTION, Service, auth, upload, wait_for_job
+from tests.test_server import (
+    CITED,
+    DOCS,
+    QUESTION,
+    Service,
+    auth,
+    serving,
+    upload,
+    wait_for_job,
+)
 
 STATIC = Path(__file__).resolve().parents[1] / "src" / "ragline" / "server" / "static"
 TEMPLATES = STATIC.parent / "templates"
@@ -294,21 +299,8 @@ def test_ledger_summary_since_the_year_1_is_every_call_not_a_500(service: Servic
 
 @pytest.fixture(scope="module")
 def live(service: Service) -> Iterator[str]:
-    """The service under uvicorn on 127.0.0.1 (a free port), in a thread."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(service.app(), log_level="warning"))
-    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert server.started
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=15)
-    sock.close()
+    with serving(service.app()) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
