@@ -1,4 +1,5 @@
-"""Durable agent state: every run, step, message and tool call in SQLite (`$RAGLINE_HOME/agent.sqlite`).
+"""Durable agent state: every run, step, message and tool call in SQLite (`$RAGLINE_HOME/agent.sqlite`)
+or, with a `[store] backend = "postgres"` configuration, in PostgreSQL (schema `<schema>_agent`).
 
 A step is written in transactions that each leave the database in a state a resume can read:
 1. the model's reply (its assistant message, tokens, cost) with the step marked `planned`;
@@ -6,41 +7,60 @@ A step is written in transactions that each leave the database in a state a resu
 3. the step's tool results and the step marked `done`.
 A kill -9 at any point loses at most the work in flight: `resume` redoes a `planned` step's
 remaining calls, reuses every `done` result, and never re-runs a `started` side-effect call.
+
+The SQL is written once, with `?` placeholders and statements both databases accept; an
+`AgentDatabase` per backend only opens the connection, translates placeholders and runs
+transactions.
 """
 
 from __future__ import annotations
 
 import enum
 import json
-import sqlite3
 import time
 import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ragline._sqlite import connect
-from ragline.errors import RaglineError
+from ragline.errors import RaglineError, StoreUnavailable
 from ragline.llm.types import Message, Role, ToolCall
 from ragline.paths import ragline_home
+
+if TYPE_CHECKING:
+    from ragline.config import StoreSettings
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
     run_id TEXT PRIMARY KEY, task TEXT NOT NULL, status TEXT NOT NULL, stop_reason TEXT,
-    answer TEXT, config TEXT NOT NULL, created REAL NOT NULL, updated REAL NOT NULL);
+    answer TEXT, config TEXT NOT NULL, created DOUBLE PRECISION NOT NULL,
+    updated DOUBLE PRECISION NOT NULL);
 CREATE TABLE IF NOT EXISTS messages (
     run_id TEXT NOT NULL, seq INTEGER NOT NULL, step INTEGER NOT NULL, role TEXT NOT NULL,
     content TEXT NOT NULL, tool_calls TEXT NOT NULL, tool_call_id TEXT,
     PRIMARY KEY (run_id, seq));
 CREATE TABLE IF NOT EXISTS steps (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, status TEXT NOT NULL, usage TEXT NOT NULL,
-    cost_usd REAL, created REAL NOT NULL, PRIMARY KEY (run_id, step));
+    cost_usd DOUBLE PRECISION, created DOUBLE PRECISION NOT NULL, PRIMARY KEY (run_id, step));
 CREATE TABLE IF NOT EXISTS tool_calls (
     run_id TEXT NOT NULL, step INTEGER NOT NULL, idx INTEGER NOT NULL, call_id TEXT NOT NULL,
     name TEXT NOT NULL, arguments TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
-    result TEXT, side_effects INTEGER NOT NULL, seconds REAL,
+    result TEXT, side_effects INTEGER NOT NULL, seconds DOUBLE PRECISION,
     PRIMARY KEY (run_id, step, idx));
 """
+# Portable SQL: DOUBLE PRECISION is REAL affinity in SQLite and float8 (not float4) in
+# PostgreSQL; an upsert in place of SQLite's INSERT OR REPLACE (SQLite >= 3.24 reads it).
+_PUT_CALL = (
+    "INSERT INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) "
+    "ON CONFLICT (run_id, step, idx) DO UPDATE SET call_id = excluded.call_id, "
+    "name = excluded.name, arguments = excluded.arguments, status = excluded.status, "
+    "outcome = excluded.outcome, result = excluded.result, "
+    "side_effects = excluded.side_effects, seconds = excluded.seconds")
+_TABLES = ("runs", "messages", "steps", "tool_calls")
+AGENT_SCHEMA_SUFFIX = "_agent"  # beside the index schema: dropping an index keeps its runs
 
 
 class RunNotFound(RaglineError):
@@ -133,16 +153,55 @@ def default_path() -> Path:
     return ragline_home() / "agent.sqlite"
 
 
-class AgentStore:
-    """The SQLite checkpoint store of agent runs. One writer per run at a time."""
+class Rows(Protocol):
+    def fetchone(self) -> Any: ...
+    def fetchall(self) -> list[Any]: ...
+    def __iter__(self) -> Iterator[Any]: ...
 
-    def __init__(self, path: Path | None = None) -> None:
-        self.path = path or default_path()
-        self._conn = connect(self.path, autocommit=True)
-        self._conn.executescript(_SCHEMA)
+
+class AgentDatabase(Protocol):
+    """The seam under `AgentStore`: one connection that runs its `?`-placeholder SQL."""
+
+    where: str  # for messages: the file, or the schema and server (never a password)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows: ...
+
+    def transaction(self) -> AbstractContextManager[AgentDatabase]:
+        """One durable unit: committed on exit, rolled back on an exception."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class AgentStore:
+    """The checkpoint store of agent runs (SQLite by default). One writer per run at a time."""
+
+    def __init__(self, path: Path | None = None, *, database: AgentDatabase | None = None) -> None:
+        """The SQLite file `path` (default `$RAGLINE_HOME/agent.sqlite`), or `database`."""
+        if database is None:
+            self.path: Path | None = path or default_path()
+            database = SQLiteAgentDatabase(self.path)
+        else:
+            self.path = None
+        self._db = database
+        self.where = database.where
+
+    @classmethod
+    def from_settings(cls, settings: StoreSettings | None, path: Path | None = None) -> AgentStore:
+        """The store a ragline configuration's `[store]` names: PostgreSQL (schema
+        `<schema>_agent`) for backend "postgres", else the SQLite file `path` (default
+        `$RAGLINE_HOME/agent.sqlite`)."""
+        if settings is None or settings.backend == "sqlite":
+            return cls(path)
+        from ragline.store.postgres import check_schema_name
+
+        schema = check_schema_name(settings.schema_name) + AGENT_SCHEMA_SUFFIX
+        assert settings.dsn is not None  # StoreSettings requires it for postgres
+        return cls(database=PostgresAgentDatabase(settings.dsn, schema,
+                                                  password_env=settings.password_env))
 
     def close(self) -> None:
-        self._conn.close()
+        self._db.close()
 
     def __enter__(self) -> AgentStore:
         return self
@@ -150,8 +209,8 @@ class AgentStore:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-    def _tx(self) -> _Transaction:
-        return _Transaction(self._conn)
+    def _tx(self) -> AbstractContextManager[AgentDatabase]:
+        return self._db.transaction()
 
     # --- writes ------------------------------------------------------------------------
 
@@ -181,16 +240,16 @@ class AgentStore:
     def call_started(self, run_id: str, step: int, idx: int, call: ToolCall,
                      side_effects: bool) -> None:
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, NULL, NULL, ?, "
-                      "NULL)", (run_id, step, idx, call.id, call.name, json.dumps(call.arguments),
-                                CallStatus.STARTED.value, int(side_effects)))
+            c.execute(_PUT_CALL, (run_id, step, idx, call.id, call.name,
+                                  json.dumps(call.arguments), CallStatus.STARTED.value, None,
+                                  None, int(side_effects), None))
 
     def call_done(self, run_id: str, step: int, idx: int, call: ToolCall, side_effects: bool,
                   outcome: str, result: str, seconds: float) -> None:
         with self._tx() as c:
-            c.execute("INSERT OR REPLACE INTO tool_calls VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                      (run_id, step, idx, call.id, call.name, json.dumps(call.arguments),
-                       CallStatus.DONE.value, outcome, result, int(side_effects), seconds))
+            c.execute(_PUT_CALL, (run_id, step, idx, call.id, call.name,
+                                  json.dumps(call.arguments), CallStatus.DONE.value, outcome,
+                                  result, int(side_effects), seconds))
 
     def finish_step(self, run_id: str, step: int, results: list[Message]) -> None:
         """The last transaction of a step: its tool results go into the conversation."""
@@ -206,7 +265,7 @@ class AgentStore:
                       "WHERE run_id = ?", (RunStatus.FINISHED.value, stop_reason, answer,
                                            time.time(), run_id))
 
-    def _append(self, c: sqlite3.Connection, run_id: str, step: int,
+    def _append(self, c: AgentDatabase, run_id: str, step: int,
                 messages: list[Message]) -> None:
         (last,) = c.execute("SELECT COALESCE(MAX(seq), -1) FROM messages WHERE run_id = ?",
                             (run_id,)).fetchone()
@@ -219,29 +278,30 @@ class AgentStore:
     # --- reads -------------------------------------------------------------------------
 
     def load(self, run_id: str) -> RunRecord:
-        row = self._conn.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
+        db = self._db
+        row = db.execute("SELECT * FROM runs WHERE run_id = ?", (run_id,)).fetchone()
         if row is None:
-            raise RunNotFound(f"no agent run {run_id!r} in {self.path}: `ragline agent list` "
+            raise RunNotFound(f"no agent run {run_id!r} in {self.where}: `ragline agent list` "
                               "shows the runs there are")
         record = RunRecord(row[0], row[1], RunStatus(row[2]), row[3], row[4], json.loads(row[5]),
                            row[6], row[7])
-        for step, role, content, calls, call_id in self._conn.execute(
+        for step, role, content, calls, call_id in db.execute(
                 "SELECT step, role, content, tool_calls, tool_call_id FROM messages "
                 "WHERE run_id = ? ORDER BY seq", (run_id,)):
             record.messages.append((step, _message(role, content, calls, call_id)))
-        for step, status, usage, cost in self._conn.execute(
+        for step, status, usage, cost in db.execute(
                 "SELECT step, status, usage, cost_usd FROM steps WHERE run_id = ? ORDER BY step",
                 (run_id,)):
             record.steps.append(StepRow(step, status, json.loads(usage), cost))
-        for r in self._conn.execute("SELECT step, idx, call_id, name, arguments, status, outcome, "
-                                    "result, side_effects, seconds FROM tool_calls "
-                                    "WHERE run_id = ? ORDER BY step, idx", (run_id,)):
+        for r in db.execute("SELECT step, idx, call_id, name, arguments, status, outcome, "
+                            "result, side_effects, seconds FROM tool_calls "
+                            "WHERE run_id = ? ORDER BY step, idx", (run_id,)):
             record.calls.append(CallRow(r[0], r[1], r[2], r[3], json.loads(r[4]),
                                         CallStatus(r[5]), r[6], r[7], bool(r[8]), r[9]))
         return record
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:
-        rows = self._conn.execute(
+        rows = self._db.execute(
             "SELECT r.run_id, r.task, r.status, r.stop_reason, r.updated, "
             "(SELECT COUNT(*) FROM steps s WHERE s.run_id = r.run_id) FROM runs r "
             "ORDER BY r.created DESC LIMIT ?", (limit,)).fetchall()
@@ -249,15 +309,101 @@ class AgentStore:
                  "updated": r[4], "steps": r[5]} for r in rows]
 
 
-class _Transaction:
-    """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error): one durable unit of a step."""
+class SQLiteAgentDatabase:
+    """The SQLite file (WAL, `ragline._sqlite`); a transaction is BEGIN IMMEDIATE ... COMMIT."""
 
-    def __init__(self, conn: sqlite3.Connection) -> None:
-        self._conn = conn
+    def __init__(self, path: Path) -> None:
+        self.where = str(path)
+        self._conn = connect(path, autocommit=True)
+        self._conn.executescript(_SCHEMA)
 
-    def __enter__(self) -> sqlite3.Connection:
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        return self._conn.execute(sql, params)
+
+    @contextmanager
+    def transaction(self) -> Iterator[AgentDatabase]:
         self._conn.execute("BEGIN IMMEDIATE")
-        return self._conn
+        try:
+            yield self
+        except BaseException:
+            self._conn.execute("ROLLBACK")
+            raise
+        self._conn.execute("COMMIT")
 
-    def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
-        self._conn.execute("ROLLBACK" if exc_type else "COMMIT")
+    def close(self) -> None:
+        self._conn.close()
+
+
+class PostgresAgentDatabase:
+    """The tables in one PostgreSQL schema (created if missing), through psycopg 3: `?`
+    placeholders become `%s`, a transaction is psycopg's, a lost server a `StoreUnavailable`."""
+
+    def __init__(self, dsn: str, schema: str, *, password_env: str) -> None:
+        from ragline.store.postgres import check_schema_name, connect, describe_dsn
+
+        self.schema = check_schema_name(schema)
+        self.where = f"schema {schema} at {describe_dsn(dsn)}"
+        self._conn = connect(dsn, password_env=password_env)  # says so if psycopg is missing
+        import psycopg
+
+        self._psycopg = psycopg
+        try:
+            self._create()
+        except BaseException:
+            self._conn.close()
+            raise
+
+    def _create(self) -> None:
+        """The schema and tables, unless they exist: a role that may only read and write them
+        never needs CREATE (which even CREATE ... IF NOT EXISTS asks for)."""
+        try:
+            self._conn.execute(f"SET search_path TO {self.schema}")
+            if self._has_tables():
+                return
+            with self._conn.transaction():
+                # One creator at a time: CREATE ... IF NOT EXISTS can still collide.
+                self._conn.execute("SELECT pg_advisory_xact_lock(hashtext(%s))", (self.schema,))
+                if not self._conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s",
+                                          (self.schema,)).fetchone():
+                    self._conn.execute(f"CREATE SCHEMA {self.schema}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        self._conn.execute(statement)
+        except self._psycopg.Error as exc:
+            raise StoreUnavailable(
+                f"cannot create the agent tables in {self.where}: "
+                f"{exc.diag.message_primary or exc}; the role needs CREATE on the database (or "
+                f"ask its owner to create schema {self.schema} for it)") from None
+
+    def _has_tables(self) -> bool:
+        (count,) = self._conn.execute(
+            "SELECT COUNT(*) FROM information_schema.tables WHERE table_schema = %s"
+            " AND table_name = ANY(%s)", (self.schema, list(_TABLES))).fetchone()
+        return int(count) == len(_TABLES)
+
+    def execute(self, sql: str, params: Sequence[Any] = ()) -> Rows:
+        with self._lost_server():
+            return self._conn.execute(  # type: ignore[no-any-return]
+                sql.replace("%", "%%").replace("?", "%s"), [_text(p) for p in params])
+
+    @contextmanager
+    def transaction(self) -> Iterator[AgentDatabase]:
+        with self._lost_server(), self._conn.transaction():
+            yield self
+
+    @contextmanager
+    def _lost_server(self) -> Iterator[None]:
+        try:
+            yield
+        except self._psycopg.OperationalError as exc:
+            raise StoreUnavailable(f"lost the agent store in {self.where}: {exc}; check that "
+                                   "PostgreSQL is running, then `ragline agent resume` the "
+                                   "run") from None
+
+    def close(self) -> None:
+        self._conn.close()
+
+
+def _text(value: Any) -> Any:
+    """PostgreSQL text cannot hold NUL characters (SQLite can): they become U+FFFD."""
+    return value.replace("\x00", "\ufffd") if isinstance(value, str) else value

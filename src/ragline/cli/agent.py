@@ -15,20 +15,36 @@ from ragline.llm.types import ProviderName
 
 if TYPE_CHECKING:
     from ragline.agent.loop import Agent, AgentResult
+    from ragline.agent.state import AgentStore
 
 agent_app = typer.Typer(rich_markup_mode=None, no_args_is_help=True,
                         help="Tool-using agents: run a task, show, resume and list durable runs.")
 
 DEFAULT_TOOLS = "search,read,calculator"
 
+StoreConfigOption = Annotated[Path | None, typer.Option(
+    "--config", "-c", help="TOML configuration: its [store] says where runs are kept "
+    '(backend = "postgres": on that server), its [llm] the model. Give the same one to '
+    "run, show, resume and list.")]
 
-def _build(settings: dict[str, Any], max_steps: int) -> Agent:
+
+def _store(config: Path | None) -> AgentStore:
+    """The run store of `--config`'s [store] section ($RAGLINE_HOME/agent.sqlite without one)."""
+    from ragline.agent.state import AgentStore
+    from ragline.cli._common import config_from
+
+    settings = config_from(config)
+    return AgentStore.from_settings(settings.store if settings else None)
+
+
+def _build(settings: dict[str, Any], max_steps: int, store: AgentStore,
+           config: Path | None) -> Agent:
     """An Agent from the settings stored with a run (so `resume` rebuilds the same one)."""
     from ragline.agent.loop import Agent, Budget
     from ragline.agent.tools import SpanRegistry, builtin_tools
     from ragline.llm.config import build_llm, llm_settings
 
-    llm = build_llm(llm_settings(None, provider=settings.get("provider"),
+    llm = build_llm(llm_settings(config, provider=settings.get("provider"),
                                  model=settings.get("model"), base_url=settings.get("base_url")))
     index = None
     if settings.get("index"):
@@ -38,7 +54,7 @@ def _build(settings: dict[str, Any], max_steps: int) -> Agent:
     registry = SpanRegistry()
     tools = builtin_tools(settings["tool_names"], index=index, registry=registry,
                           allowed_hosts=settings.get("allow_host", []))
-    return Agent(llm, tools, registry=registry, budget=Budget(max_steps=max_steps),
+    return Agent(llm, tools, store=store, registry=registry, budget=Budget(max_steps=max_steps),
                  config={"cli": settings})
 
 
@@ -63,6 +79,7 @@ def run_command(
     provider: Annotated[ProviderName | None, typer.Option(help="Which provider.")] = None,
     model: Annotated[str | None, typer.Option(help="Model name (default per provider).")] = None,
     base_url: Annotated[str | None, typer.Option(help="Server URL (openai-compatible).")] = None,
+    config: StoreConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Run a task with tools until the model answers or a budget ends it."""
@@ -75,7 +92,8 @@ def run_command(
                 "allow_host": allow_host or [], "provider": provider.value if provider else None,
                 "model": model, "base_url": base_url, "max_steps": max_steps}
     try:
-        _print(_build(settings, max_steps).run(task), json_output)
+        with _store(config) as store:
+            _print(_build(settings, max_steps, store, config).run(task), json_output)
     except RaglineError as exc:
         fail(str(exc))
 
@@ -83,15 +101,15 @@ def run_command(
 @agent_app.command("resume")
 def resume_command(
     run_id: Annotated[str, typer.Argument(help="The run id (see `ragline agent list`).")],
+    config: StoreConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Continue a run from its last completed step; side-effect calls are never re-run."""
-    from ragline.agent.state import AgentStore
-
     try:
-        with AgentStore() as store:
+        with _store(config) as store:
             settings = store.load(run_id).config["cli"]
-        _print(_build(settings, settings.get("max_steps", 20)).resume(run_id), json_output)
+            agent = _build(settings, settings.get("max_steps", 20), store, config)
+            _print(agent.resume(run_id), json_output)
     except (RaglineError, KeyError) as exc:
         fail(f"cannot resume {run_id}: {exc}")
 
@@ -99,13 +117,12 @@ def resume_command(
 @agent_app.command("show")
 def show_command(
     run_id: Annotated[str, typer.Argument(help="The run id.")],
+    config: StoreConfigOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Show a run: its status, stop reason, messages and tool calls."""
-    from ragline.agent.state import AgentStore
-
     try:
-        with AgentStore() as store:
+        with _store(config) as store:
             record = store.load(run_id)
     except RaglineError as exc:
         fail(str(exc))
@@ -127,12 +144,13 @@ def show_command(
 
 
 @agent_app.command("list")
-def list_command(json_output: JsonOption = False) -> None:
+def list_command(config: StoreConfigOption = None, json_output: JsonOption = False) -> None:
     """The recorded runs, newest first."""
-    from ragline.agent.state import AgentStore
-
-    with AgentStore() as store:
-        runs = store.list_runs()
+    try:
+        with _store(config) as store:
+            runs = store.list_runs()
+    except RaglineError as exc:
+        fail(str(exc))
     if json_output:
         sys.stdout.write(json.dumps(runs, indent=2) + "\n")
         return
