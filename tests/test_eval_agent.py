@@ -154,3 +154,34 @@ def test_two_configs_are_compared_paired_and_the_run_is_recorded(
     assert set(record.configs) == {"guess", "tools"}
     registry.close()
     json.dumps(result.to_dict())
+
+
+def test_hotpotqa_tasks_keep_the_bare_question_for_the_ask_baseline(
+        tmp_path: Path, embedder: Any) -> None:
+    from ragline.evaluate.agent_eval import AskRunner
+    from ragline.evaluate.agent_tasks import hotpotqa_corpus, hotpotqa_tasks, write_tasks
+    from ragline.index import Index
+
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({
+        "id": "h1", "question": "In which city was the Eiffel Tower completed?",
+        "answers": ["Paris"],
+        "contexts": [{"title": "Eiffel Tower", "text": "The Eiffel Tower was completed in 1889 "
+                                                       "in Paris."},
+                     {"title": "Kitchen", "text": "The office kitchen closes at 5 pm."}]}) + "\n")
+    (task,) = hotpotqa_tasks(qa)
+    assert task.question == "In which city was the Eiffel Tower completed?"
+    assert task.task.endswith(task.question) and task.task != task.ask_text == task.question
+    write_tasks([task], tmp_path / "tasks.jsonl")
+    assert load_tasks(tmp_path / "tasks.jsonl") == [task]
+    assert AgentTask("x", "bare", ("1",)).ask_text == "bare"
+    with pytest.raises(ValueError, match="'question'"):
+        parse_task({"id": "q", "task": "t", "answer": "1", "question": ""})
+
+    assert hotpotqa_corpus(qa, tmp_path / "docs") == 2
+    index = Index(tmp_path / "ix", embedder=embedder)
+    index.ingest(tmp_path / "docs")
+    attempt = AskRunner("ask", index, extractive=True, k=1).attempt(task, 0)
+    index.close()
+    assert attempt.answer is not None and "Paris" in attempt.answer
+    assert attempt.stop_reason == "answered" and attempt.tool_calls == 0

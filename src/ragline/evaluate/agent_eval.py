@@ -95,7 +95,8 @@ class AgentRunner:
 
 
 class AskRunner:
-    """The single-shot baseline: `Index.ask` on the task text (one model call, no tools)."""
+    """The single-shot baseline: `Index.ask` on the task's bare question where it has one, else
+    on its text (one model call, no tools)."""
 
     def __init__(self, name: str, index: Index, **options: Any) -> None:
         self.name = name
@@ -106,7 +107,7 @@ class AskRunner:
         from ragline.evaluate.answer_scores import prediction_text
 
         started = time.perf_counter()
-        answer = self.index.ask(task.task, **self.options)
+        answer = self.index.ask(task.ask_text, **self.options)
         tokens = answer.usage.get("tokens") or {}
         return Attempt(prediction_text(answer) or None,
                        "abstained" if answer.abstained else "answered", 1, 0, 0,

@@ -116,9 +116,19 @@ class AgentTask:
     check: Check | None = None
     judge: bool = False
     tools: tuple[str, ...] | None = None
+    question: str | None = None
+    """The bare question, where `task` wraps one in instructions for the agent: what the
+    single-shot `ask` baseline asks (and retrieves with) instead of the whole task text."""
+
+    @property
+    def ask_text(self) -> str:
+        """What a single-shot `ask` of this task asks."""
+        return self.question or self.task
 
     def to_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {"id": self.id, "task": self.task}
+        if self.question is not None:
+            out["question"] = self.question
         if self.answers:
             out["answer"] = list(self.answers)
         if self.check is not None:
@@ -134,7 +144,7 @@ def parse_task(raw: Any) -> AgentTask:
     """One task from its decoded JSON; ValueError says what is wrong with it."""
     if not isinstance(raw, dict):
         raise ValueError("a task is a JSON object")
-    unknown = set(raw) - {"id", "task", "answer", "check", "judge", "tools"}
+    unknown = set(raw) - {"id", "task", "question", "answer", "check", "judge", "tools"}
     if unknown:
         raise ValueError(f"unknown field(s) {sorted(unknown)}")
     ident, task = raw.get("id"), raw.get("task")
@@ -163,8 +173,11 @@ def parse_task(raw: Any) -> AgentTask:
     if tools is not None and (not isinstance(tools, list)
                               or not all(isinstance(t, str) for t in tools)):
         raise ValueError("'tools' is a list of tool names")
+    question = raw.get("question")
+    if question is not None and (not isinstance(question, str) or not question.strip()):
+        raise ValueError("'question' is a non-empty string")
     return AgentTask(str(ident), task, tuple(answers or ()), parsed_check, judge,
-                     None if tools is None else tuple(tools))
+                     None if tools is None else tuple(tools), question)
 
 
 def load_tasks(path: Path) -> list[AgentTask]:
@@ -208,7 +221,8 @@ def hotpotqa_tasks(qa_path: Path, limit: int | None = None) -> Iterator[AgentTas
                 return
             row = json.loads(line)
             yield AgentTask(str(row["id"]), HOTPOTQA_PROMPT.format(question=row["question"]),
-                            tuple(row["answers"]), tools=("search", "read"))
+                            tuple(row["answers"]), tools=("search", "read"),
+                            question=row["question"])
 
 
 def hotpotqa_corpus(qa_path: Path, out_dir: Path) -> int:
