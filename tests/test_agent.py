@@ -112,6 +112,10 @@ def test_multi_step_run_searches_calculates_and_answers_with_verified_citations(
     assert span.doc_id.endswith("eiffel.txt") and "1889" in span.text and span.end > span.start
     assert [c.verdict.value for c in result.checks] == ["supported"]
     assert result.usage.input_tokens == 36
+    stored = agent.store.load(result.run_id)  # the verdicts are kept with the run
+    assert [c["verdict"] for c in stored.checks] == ["supported"]
+    assert stored.citations == [span.to_dict()]
+    assert stored.to_dict()["checks"][0]["sentence"].startswith("The Eiffel Tower")
 
 
 def test_unknown_tool_and_bad_arguments_go_back_to_the_model_and_are_counted(

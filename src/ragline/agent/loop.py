@@ -261,14 +261,16 @@ class Agent:
 
     def _end(self, run_id: str, reason: StopReason, answer: str | None,
              detail: str) -> AgentResult:
-        self.store.finish_run(run_id, reason.value, answer)
+        citations, checks = self._verified(answer)
+        self.store.finish_run(run_id, reason.value, answer,
+                              citations=[span.to_dict() for span in citations],
+                              checks=[c.model_dump(mode="json") for c in checks])
         record = self.store.load(run_id)
         usage = Usage()
         for s in record.steps:
             usage = usage + Usage(**s.usage)
         costs = [s.cost_usd for s in record.steps]
         errors = Counter(c.outcome for c in record.calls if c.outcome != Outcome.OK.value)
-        citations, checks = self._verified(answer)
         return AgentResult(
             run_id, answer, reason, len(record.steps), len(record.calls),
             {str(k): v for k, v in errors.items()}, usage,

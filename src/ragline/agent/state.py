@@ -50,6 +50,8 @@ CREATE TABLE IF NOT EXISTS tool_calls (
     name TEXT NOT NULL, arguments TEXT NOT NULL, status TEXT NOT NULL, outcome TEXT,
     result TEXT, side_effects INTEGER NOT NULL, seconds DOUBLE PRECISION,
     PRIMARY KEY (run_id, step, idx));
+CREATE TABLE IF NOT EXISTS verdicts (
+    run_id TEXT PRIMARY KEY, citations TEXT NOT NULL, checks TEXT NOT NULL);
 """
 # Portable SQL: DOUBLE PRECISION is REAL affinity in SQLite and float8 (not float4) in
 # PostgreSQL; an upsert in place of SQLite's INSERT OR REPLACE (SQLite >= 3.24 reads it).
@@ -116,6 +118,8 @@ class RunRecord:
     messages: list[tuple[int, Message]] = field(default_factory=list)  # (step, message)
     steps: list[StepRow] = field(default_factory=list)
     calls: list[CallRow] = field(default_factory=list)
+    citations: list[dict[str, Any]] = field(default_factory=list)  # of the last answer
+    checks: list[dict[str, Any]] = field(default_factory=list)  # its sentences' verdicts
 
     @property
     def conversation(self) -> list[Message]:
@@ -134,6 +138,7 @@ class RunRecord:
                             "outcome": c.outcome, "result": c.result,
                             "side_effects": c.side_effects, "seconds": c.seconds}
                            for c in self.calls],
+            "citations": self.citations, "checks": self.checks,
         }
 
 
@@ -259,8 +264,15 @@ class AgentStore:
                       (run_id, step))
             c.execute("UPDATE runs SET updated = ? WHERE run_id = ?", (time.time(), run_id))
 
-    def finish_run(self, run_id: str, stop_reason: str, answer: str | None) -> None:
+    def finish_run(self, run_id: str, stop_reason: str, answer: str | None, *,
+                   citations: list[dict[str, Any]] | None = None,
+                   checks: list[dict[str, Any]] | None = None) -> None:
+        """The end of a turn: its answer and, in the same transaction, what the answer cites
+        and the verifier's check of each sentence (replacing an earlier turn's)."""
         with self._tx() as c:
+            c.execute("INSERT INTO verdicts VALUES (?, ?, ?) ON CONFLICT (run_id) DO UPDATE "
+                      "SET citations = excluded.citations, checks = excluded.checks",
+                      (run_id, json.dumps(citations or []), json.dumps(checks or [])))
             c.execute("UPDATE runs SET status = ?, stop_reason = ?, answer = ?, updated = ? "
                       "WHERE run_id = ?", (RunStatus.FINISHED.value, stop_reason, answer,
                                            time.time(), run_id))
@@ -298,6 +310,10 @@ class AgentStore:
                             "WHERE run_id = ? ORDER BY step, idx", (run_id,)):
             record.calls.append(CallRow(r[0], r[1], r[2], r[3], json.loads(r[4]),
                                         CallStatus(r[5]), r[6], r[7], bool(r[8]), r[9]))
+        verdicts = db.execute("SELECT citations, checks FROM verdicts WHERE run_id = ?",
+                              (run_id,)).fetchone()
+        if verdicts is not None:
+            record.citations, record.checks = json.loads(verdicts[0]), json.loads(verdicts[1])
         return record
 
     def list_runs(self, limit: int = 50) -> list[dict[str, Any]]:

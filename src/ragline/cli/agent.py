@@ -63,8 +63,20 @@ def _print(result: AgentResult, as_json: bool) -> None:
         sys.stdout.write(json.dumps(result.to_dict(), indent=2, ensure_ascii=False) + "\n")
         return
     typer.echo(result.answer if result.answer is not None else f"(no answer: {result.detail})")
+    _echo_verdicts([s.to_dict() for s in result.citations],
+                   [c.model_dump(mode="json") for c in result.checks])
     typer.echo(f"run {result.run_id}: {result.stop_reason.value} after {result.steps} step(s), "
                f"{result.tool_calls} tool call(s), errors {result.tool_errors or 0}", err=True)
+
+
+def _echo_verdicts(citations: list[dict[str, Any]], checks: list[dict[str, Any]]) -> None:
+    """Each cited span (document and offsets) and each sentence's verdict, as `ask` prints them."""
+    for c in citations:
+        typer.echo(f"  [{c['source']}] {c['doc_id']} {c['start']}-{c['end']}")
+    for check in checks:
+        cited = ",".join(str(n) for n in check.get("cited", [])) or "-"
+        typer.echo(f"  {check['verdict']:<12} [{cited}] {check['sentence'][:120]}"
+                   + (f"  ({check['reason']})" if check.get("reason") else ""))
 
 
 @agent_app.command("run")
@@ -141,6 +153,7 @@ def show_command(
             typer.echo(f"      -> {call.name}({json.dumps(call.arguments)}) {status}")
     if record.answer is not None:
         typer.echo(f"answer: {record.answer}")
+        _echo_verdicts(record.citations, record.checks)
 
 
 @agent_app.command("list")
