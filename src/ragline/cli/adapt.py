@@ -76,7 +76,11 @@ def generate_command(
     console.print(
         f"{data['passages']} passages: {data['generated']} questions ({data['malformed']} "
         f"malformed replies dropped), {data['kept']} kept by the round-trip filter "
-        f"({data['kept_share']:.0%}); {data['questions_per_minute']:.1f} questions/min; cost "
+        f"({data['kept_share']:.0%}); "
+        + (f"{data['questions_per_minute']:.1f} questions/min this run ({data['asked_this_run']} "
+           "asked)" if data["asked_this_run"] else "nothing left to ask: every passage was done "
+           "by an earlier run")
+        + "; cost "
         f"${data['cost_usd']:.4f}; written to {out}", highlight=False, soft_wrap=True)
 
 
