@@ -419,7 +419,7 @@ def test_html_keeps_readable_text_with_blocks_on_their_own_lines(tmp_path: Path)
     text = load_one(write(tmp_path / "page.html", HTML)).text
     assert text == (
         "Article Head\n\nFirst para with bold text.\n\nSection two\n\none\ntwo\n\n"
-        "a | b\n1 | 2\n\nLine\nbreak"
+        "a | b\n1 | b: 2\n\nLine\nbreak"  # a table row carries its column headers
     )
     assert "\n\n\n" not in text
 
@@ -555,7 +555,7 @@ def make_docx(path: Path, *, core_title: str | None = "Handbook") -> Path:
 def test_docx_paragraphs_and_tables_in_body_order(tmp_path: Path) -> None:
     doc = load_one(make_docx(tmp_path / "hb.docx"))
     assert doc.text == (
-        "Styled Title\n\nOverview\n\nFirst paragraph.\n\nname | value\nalpha | 1\n\n"
+        "Styled Title\n\nOverview\n\nFirst paragraph.\n\nname | value\nalpha | value: 1\n\n"
         "Details\n\nClosing words."
     )
     assert doc.doc_type is DocType.DOCX

@@ -11,6 +11,8 @@ import unicodedata
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
 
+from ragline.documents._tables import is_table_line
+
 # Abbreviations after which a full stop does not end a sentence (compared casefolded, no dot).
 _ABBREVIATIONS = (
     "e.g i.e etc al mr mrs ms dr prof sr jr st vs cf fig figs no nos vol approx ca est dept "
@@ -102,15 +104,38 @@ def _abbrev_may_end(text: str, dot: int) -> bool:
 def split_sentences(text: str) -> list[Sentence]:
     """Split into sentences, keeping offsets; markers stay with the sentence they follow.
 
-    Handles decimals (3.5), abbreviations (e.g., Dr.), initials, and blank-line breaks.
+    Handles decimals (3.5), abbreviations (e.g., Dr.), initials, and blank-line breaks. A
+    rendered table line ("Total current assets | 2019: 16,525 | 2018: 15,134", see
+    `documents/_tables.py`) is one sentence, whole: a row carries its headers, and a claim made
+    of half a row, or of a row run into the next, says nothing checkable.
     """
     sentences: list[Sentence] = []
     for block_start, block in _blocks(text):
-        start = 0
-        for end in [*_sentence_ends(block), len(block)]:
-            _append(sentences, block, start, end, block_start)
-            start = end
+        for start, end, table_line in _segments(block):
+            if table_line:
+                _append(sentences, block, start, end, block_start)
+                continue
+            segment = block[start:end]
+            at = 0
+            for stop in [*_sentence_ends(segment), len(segment)]:
+                _append(sentences, block, start + at, start + stop, block_start)
+                at = stop
     return sentences
+
+
+def _segments(block: str) -> list[tuple[int, int, bool]]:
+    """The block as runs of prose lines and single table lines: (start, end, is a table line)."""
+    segments: list[tuple[int, int, bool]] = []
+    start = 0
+    for line in block.splitlines(keepends=True):
+        end = start + len(line)
+        table = is_table_line(line.strip())
+        if table or not segments or segments[-1][2]:
+            segments.append((start, end, table))
+        else:
+            segments[-1] = (segments[-1][0], end, False)
+        start = end
+    return segments or [(0, len(block), False)]
 
 
 def _blocks(text: str) -> list[tuple[int, str]]:

@@ -15,6 +15,7 @@ import numpy as np
 from ragline.answer.claims import split_sentences
 from ragline.answer.types import Answer, Citation, CitedSentence, ClaimCheck, ClaimVerdict
 from ragline.answer.verify import content_stems
+from ragline.documents._tables import is_table_row
 from ragline.embed.base import Embedder
 from ragline.errors import ConfigError
 from ragline.types import Hit
@@ -34,9 +35,13 @@ class ScoredSentence:
 
 
 def is_prose(text: str) -> bool:
-    """False for what reads as a heading, a table row, a code fence or a run of numbers and
-    symbols: an extractive answer quotes sentences, not layout."""
+    """False for what reads as a heading, a table's header line, a code fence or a run of
+    numbers and symbols: an extractive answer quotes sentences, not layout. A table row as the
+    loaders render it, every value with its header ("Total current assets | 2019: 16,525"),
+    reads as a sentence and may be quoted."""
     t = " ".join(text.split())
+    if is_table_row(t):
+        return True
     words = t.split()
     if len(words) < 2 or t.count("|") >= 2 or t.startswith(("#", "```", "|")):
         return False

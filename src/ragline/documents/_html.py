@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from ragline.documents._tables import GridCell, Table, is_data_table, render, table_from_grid
 from ragline.types import Heading
 
 # Never content: code, styling, and page furniture (navigation, banners, forms).
@@ -65,6 +66,7 @@ class HtmlText:
     text: str
     headings: tuple[Heading, ...]
     title: str | None
+    tables: tuple[tuple[int, int], ...] = ()  # (start, end) of each data table in `text`
 
 
 def declared_charset(data: bytes) -> str | None:
@@ -91,7 +93,7 @@ def extract_html(html: str) -> HtmlText:
         _walk(root, builder)
     text, headings = builder.finish()
     h1 = next((h.title for h in headings if h.level == 1), None)
-    return HtmlText(text=text, headings=headings, title=title or h1)
+    return HtmlText(text=text, headings=headings, title=title or h1, tables=tuple(builder.tables))
 
 
 def _page_title(tree: LexborHTMLParser) -> str | None:
@@ -125,6 +127,9 @@ def _walk(root: LexborNode, out: _TextBuilder) -> None:
             continue
         if not node.is_element_node:
             continue  # comments, doctype
+        if tag == "table" and (table := data_table(node)) is not None:
+            out.add_table(table)
+            continue
         _enter(tag, out)
         stack.append((node, False))
         children: list[LexborNode] = []
@@ -133,6 +138,74 @@ def _walk(root: LexborNode, out: _TextBuilder) -> None:
             children.append(child)
             child = child.next
         stack.extend((c, True) for c in reversed(children))
+
+
+def _children(node: LexborNode) -> list[LexborNode]:
+    children: list[LexborNode] = []
+    child = node.first_child
+    while child is not None:
+        if child.is_element_node:
+            children.append(child)
+        child = child.next
+    return children
+
+
+def data_table(node: LexborNode) -> Table | None:
+    """The `<table>` as a `Table` when it holds data; None for a layout table (one cell per
+    row, paragraphs, a table nested in a cell), whose text stays prose."""
+    rows: list[list[GridCell]] = []
+    marked = 0  # leading rows that the markup says are headers (<thead>, all <th>)
+    pending: dict[int, tuple[int, GridCell]] = {}  # column -> (rows left, cell) of a rowspan
+    caption = None
+    for part in _children(node):
+        if part.tag == "caption":
+            caption = _WHITESPACE.sub(" ", part.text(separator=" ")).strip() or None
+            continue
+        trs = [part] if part.tag == "tr" else [r for r in _children(part) if r.tag == "tr"]
+        for tr in trs:
+            cells = [c for c in _children(tr) if c.tag in CELL_TAGS]
+            if any(c.css_first("table") is not None for c in cells):
+                return None
+            if marked == len(rows) and cells and (
+                part.tag == "thead" or all(c.tag == "th" for c in cells)
+            ):
+                marked += 1
+            rows.append(_grid_row(cells, pending))
+    if not rows:
+        return None
+    table = table_from_grid(rows, header_rows=marked or None, caption=caption)
+    return table if table is not None and is_data_table(table) else None
+
+
+def _grid_row(cells: list[LexborNode], pending: dict[int, tuple[int, GridCell]]) -> list[GridCell]:
+    """One row's cells with the cells of earlier rows' rowspans slotted in (left empty)."""
+    row: list[GridCell] = []
+    column = 0
+    queue = list(cells)
+    while queue or any(c >= column for c in pending):
+        if column in pending:
+            left, cell = pending.pop(column)
+            if left > 1:
+                pending[column] = (left - 1, cell)
+            row.append(GridCell("", cell.colspan))
+            column += cell.colspan
+            continue
+        if not queue:
+            column += 1
+            continue
+        node = queue.pop(0)
+        cell = GridCell(node.text(separator=" "), _span(node, "colspan"))
+        rowspan = _span(node, "rowspan")
+        if rowspan > 1:
+            pending[column] = (rowspan - 1, cell)
+        row.append(cell)
+        column += cell.colspan
+    return row
+
+
+def _span(node: LexborNode, name: str) -> int:
+    value = (node.attributes.get(name) or "1").strip()
+    return min(int(value), 1000) if value.isdigit() and int(value) > 0 else 1
 
 
 def _enter(tag: str, out: _TextBuilder) -> None:
@@ -172,6 +245,7 @@ class _TextBuilder:
         self.at_line_start = True
         self.pre_depth = 0
         self.headings: list[Heading] = []
+        self.tables: list[tuple[int, int]] = []
         self._heading_level: int | None = None
         self._heading_first_part: int | None = None
 
@@ -191,6 +265,18 @@ class _TextBuilder:
             self._heading_first_part = len(self.parts)
         self._append(text)
         self.at_line_start = text.endswith("\n")
+
+    def add_table(self, table: Table) -> None:
+        """The table rendered as a block of its own; its span is recorded."""
+        text = render(table).text
+        self.paragraph_break()
+        if self.pending and self.length:
+            self._append(self.pending)
+        self.pending = ""
+        start = self.length
+        self._append(text)
+        self.tables.append((start, self.length))
+        self.paragraph_break()
 
     def _append(self, text: str) -> None:
         self.parts.append(text)

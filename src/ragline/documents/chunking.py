@@ -15,7 +15,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
 
-from ragline.documents._pieces import MAX_CHARS_PER_TOKEN, merge_pieces, split_ranges
+from ragline.documents._pieces import MAX_CHARS_PER_TOKEN, Piece, merge_pieces, split_ranges
 from ragline.errors import ConfigError, RaglineError
 from ragline.types import Chunk, DocType, Document, Heading
 
@@ -23,9 +23,11 @@ TokenCounter = Callable[[Sequence[str]], list[int]]
 """Counts tokens of many texts in one call (like `Embedder.count_tokens`); no special tokens."""
 
 # Bump when the splitting algorithm changes, so indexes built with the old one are rebuilt.
-CHUNKER_VERSION = 1
+# 2: tables (the loaders' `tables` spans) are chunked apart from prose, a whole row at a time.
+CHUNKER_VERSION = 2
 
 _NON_SPACE = re.compile(r"\S")
+_LINE_END = re.compile(r"\n")
 _HEADED_TYPES = frozenset({DocType.MARKDOWN, DocType.HTML, DocType.DOCX})
 
 
@@ -103,10 +105,12 @@ def chunk_documents(
     for index, (doc, strategy) in enumerate(zip(docs, strategies, strict=True)):
         if index in chunks:
             continue
+        tables = table_spans(doc)
         if strategy is ChunkStrategy.HEADINGS:
-            spans = _heading_spans(doc.text, doc.headings, config, counter)
+            sections = _sections(doc.text, doc.headings)
         else:
-            spans = _recursive_spans(doc.text, [(0, len(doc.text), ())], config, counter)
+            sections = [(0, len(doc.text), ())]
+        spans = _recursive_spans(doc.text, sections, config, counter, tables)
         chunks[index] = _to_chunks(doc, spans, counter)
     return [chunks[index] for index in range(len(docs))]
 
@@ -179,6 +183,22 @@ def page_starts(doc: Document) -> list[int]:
     return starts
 
 
+def table_spans(doc: Document) -> list[tuple[int, int]]:
+    """The (start, end) of each table in `doc.text`, in order, as the loader recorded them
+    (`metadata["tables"]`); malformed or overlapping entries are ignored."""
+    raw = doc.metadata.get("tables") if isinstance(doc.metadata, dict) else None
+    if not isinstance(raw, list):
+        return []
+    spans: list[tuple[int, int]] = []
+    for item in raw:
+        if (isinstance(item, (list, tuple)) and len(item) == 2
+                and all(isinstance(v, int) and not isinstance(v, bool) for v in item)):
+            start, end = item
+            if 0 <= start < end <= len(doc.text) and (not spans or start >= spans[-1][1]):
+                spans.append((start, end))
+    return spans
+
+
 def pages_of(starts: Sequence[int], start: int, end: int) -> tuple[int, ...]:
     """The 1-based pages that the span [start, end) touches, given each page's start offset."""
     if not starts or end <= start:
@@ -227,13 +247,6 @@ def _whole_records(
     return done
 
 
-def _heading_spans(
-    text: str, headings: Sequence[Heading], config: ChunkingConfig, count: TokenCounter
-) -> list[_Span]:
-    """Each section (a heading to the next) chunked on its own, tagged with its heading path."""
-    return _recursive_spans(text, _sections(text, headings), config, count)
-
-
 _Section = tuple[int, int, tuple[str, ...]]
 
 
@@ -267,17 +280,71 @@ def _only_heading(text: str, start: int, end: int) -> bool:
 
 
 def _recursive_spans(
-    text: str, sections: list[_Section], config: ChunkingConfig, count: TokenCounter
+    text: str,
+    sections: list[_Section],
+    config: ChunkingConfig,
+    count: TokenCounter,
+    tables: Sequence[tuple[int, int]] = (),
 ) -> list[_Span]:
+    """Each section tiled into pieces and packed into chunks; a table inside a section is
+    chunked on its own, its pieces whole rows, so no chunk cuts a row and every chunk of a
+    table starts at a row (a row longer than a whole chunk is the one exception: split)."""
     # Word and character splits aim for pieces small enough to pack chunks tightly and to serve
     # as overlap.
     granule = max(1, min(config.chunk_tokens // 10, config.overlap_tokens or config.chunk_tokens))
-    ranges = [(start, end) for start, end, _ in sections]
-    pieces = split_ranges(text, ranges, config.chunk_tokens, count, granule=granule)
+    parts = _split_at_tables(sections, tables)
+    prose = [(start, end) for start, end, _, is_table in parts if not is_table]
+    prose_pieces = iter(split_ranges(text, prose, config.chunk_tokens, count, granule=granule))
+    rows = iter(_table_rows(text, [(a, b) for a, b, _, is_table in parts if is_table],
+                            config.chunk_tokens, count, granule))
     spans: list[_Span] = []
-    for (_, _, path), section_pieces in zip(sections, pieces, strict=True):
-        merged = merge_pieces(
-            text, section_pieces, limit=config.chunk_tokens, overlap=config.overlap_tokens
-        )
+    for _, _, path, is_table in parts:
+        pieces = next(rows) if is_table else next(prose_pieces)
+        merged = merge_pieces(text, pieces, limit=config.chunk_tokens,
+                              overlap=config.overlap_tokens)
         spans.extend(s for s in (_trim(text, a, b, path) for a, b in merged) if s is not None)
     return spans
+
+
+def _split_at_tables(
+    sections: list[_Section], tables: Sequence[tuple[int, int]]
+) -> list[tuple[int, int, tuple[str, ...], bool]]:
+    """The sections cut at table boundaries: (start, end, heading path, is a table)."""
+    parts: list[tuple[int, int, tuple[str, ...], bool]] = []
+    for start, end, path in sections:
+        at = start
+        for t_start, t_end in tables:
+            a, b = max(t_start, start), min(t_end, end)
+            if a >= b:
+                continue
+            if a > at:
+                parts.append((at, a, path, False))
+            parts.append((a, b, path, True))
+            at = b
+        if end > at:
+            parts.append((at, end, path, False))
+    return parts
+
+
+def _table_rows(
+    text: str, tables: list[tuple[int, int]], limit: int, count: TokenCounter, granule: int
+) -> list[list[Piece]]:
+    """Each table tiled into its lines (rows), counted in one batch; a row over `limit` tokens
+    is split like prose."""
+    rows: list[list[tuple[int, int]]] = []
+    for start, end in tables:
+        bounds = [start, *(m.end() for m in _LINE_END.finditer(text, start, end)
+                           if m.end() < end), end]
+        rows.append(list(itertools.pairwise(bounds)))
+    flat = [row for table in rows for row in table]
+    tokens = iter(count([text[a:b] for a, b in flat]) if flat else [])
+    pieces: list[list[Piece]] = []
+    for table in rows:
+        kept: list[Piece] = []
+        for (a, b), n in zip(table, tokens, strict=False):
+            if n <= limit:
+                kept.append(Piece(a, b, n))
+            else:
+                kept.extend(split_ranges(text, [(a, b)], limit, count, granule=granule)[0])
+        pieces.append(kept)
+    return pieces

@@ -345,7 +345,8 @@ def _parse_html(info: _FileInfo, decode_errors: DecodeErrors) -> Parsed:
         text=page.text,
         title=page.title,
         headings=page.headings,
-        extra={"charset": charset or "utf-8"},
+        extra={"charset": charset or "utf-8",
+               **({"tables": [list(span) for span in page.tables]} if page.tables else {})},
     )
 
 
