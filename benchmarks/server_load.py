@@ -19,7 +19,10 @@ from /proc) every `--sample-every` seconds, and reports the start, end and max R
 
 `--extractive` starts the server with --extractive (asks quote the sources, no model starts);
 without it asks are answered by the configured local generator (`make generator` assembles
-it; the first ask, which starts it, is a warm-up and not counted). The client runs on the same
+it; the first ask, which starts it, is a warm-up and not counted), with the response cache off
+(`[llm] cache = false`; `--llm-cache` keeps it) so that every answer is generated; an ask level
+reports how many asks were answered, abstained (the relevance gate: no model call) or cached,
+and the latency of those the model generated. `--search-clients 0` skips the search levels. The client runs on the same
 machine as the server and competes with it for the CPU: on 2 cores that is part of the figure.
 
 Writes `--out` (JSON, default server_load.json) and `--markdown` (default: beside it, .md), and
@@ -58,11 +61,51 @@ QUERIES = (
     "reranker depth",
     "PostgreSQL store with pgvector",
 )
+# Every ask of a run is a different question (the pool is larger than the asks a run makes at
+# these speeds), so no answer comes from the response cache, which serves a repeated question at
+# temperature 0; a level's "cached" count says whether one did.
+WARMUP_QUESTION = "What does ragline do?"
 QUESTIONS = (
     "How are keyword and vector scores combined in hybrid search?",
     "Which local model does ragline run without an API key?",
     "Where does ragline keep its embedding cache?",
     "What does the server answer when its inference queue is full?",
+    "How does ragline verify a citation?",
+    "What happens when an ingest is interrupted?",
+    "How are API keys stored by the server?",
+    "What does the reranker depth setting control?",
+    "How does ragline decide to abstain from answering?",
+    "Which PostgreSQL extension stores the vectors?",
+    "How is a PDF without a text layer reported?",
+    "What does the leakage scan compare?",
+    "How does the agent sandbox block network access?",
+    "What is pass^k in agent evaluation?",
+    "How does the regression gate decide a run is worse?",
+    "What does ragline adapt generate produce?",
+    "How are running heads and feet removed from PDFs?",
+    "Which statistics does a paired comparison report?",
+    "How does the cost ledger record a retried call?",
+    "What does the /metrics endpoint expose?",
+    "How are traces stored by the server?",
+    "How does an experiment split traffic between two configurations?",
+    "What does ragline doctor check in an index?",
+    "Which fusion does hybrid search use by default?",
+    "How many threads does the embedder use by default?",
+    "What does the trained verifier model score?",
+    "How does chat rewrite a follow-up question?",
+    "What limits does the sandbox put on memory and processes?",
+    "How does ragline tune choose search settings?",
+    "What is stored in a run's manifest?",
+    "Which file types can ragline ingest?",
+    "How does the server shut down running jobs?",
+    "What does the extractive mode of ask do?",
+    "How are structured outputs validated?",
+    "What does the OpenAI-compatible endpoint return besides the answer?",
+    "How does the response cache decide what to store?",
+    "What does a fine-tuned embedder require of an existing index?",
+    "How are prompt injections in sources handled?",
+    "What is the minimum detectable effect in a comparison?",
+    "How does ragline count tokens for OpenAI models?",
 )
 
 
@@ -78,9 +121,25 @@ class Level:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     failures: dict[str, int] = field(default_factory=dict)
+    answers: dict[str, int] = field(default_factory=dict)  # ask: answered / abstained / cached
+    generated: list[float] = field(default_factory=list)  # ask: answered by the model, uncached
 
     def fail(self, kind: str) -> None:
         self.failures[kind] = self.failures.get(kind, 0) + 1
+
+    def observe(self, reply: httpx.Response, seconds: float) -> None:
+        """Tally what an ask reply was (answered or abstained, served from the cache) and keep
+        the latency of those the model generated."""
+        if not self.name.startswith("ask"):
+            return
+        body = reply.json()
+        cached = bool((body.get("usage") or {}).get("cached"))
+        kinds = ["abstained" if body.get("abstained") else "answered"] + (
+            ["cached"] if cached else [])
+        for kind in kinds:
+            self.answers[kind] = self.answers.get(kind, 0) + 1
+        if kinds == ["answered"] and (body.get("usage") or {}).get("tokens"):
+            self.generated.append(seconds)
 
     def to_dict(self) -> dict[str, Any]:
         ok = sorted(self.latencies)
@@ -90,7 +149,11 @@ class Level:
                 "failures": dict(sorted(self.failures.items())),
                 "requests_per_s": round(len(ok) / self.seconds, 2) if self.seconds else 0.0,
                 "p50_ms": _ms(percentile(ok, 50)), "p99_ms": _ms(percentile(ok, 99)),
-                "max_ms": _ms(ok[-1] if ok else None)}
+                "max_ms": _ms(ok[-1] if ok else None),
+                **({"answers": dict(sorted(self.answers.items()))} if self.answers else {}),
+                **({"generated": len(self.generated),
+                    "generated_p50_ms": _ms(percentile(sorted(self.generated), 50)),
+                    "generated_max_ms": _ms(max(self.generated))} if self.generated else {})}
 
 
 def percentile(ordered: list[float], q: float) -> float | None:
@@ -125,6 +188,7 @@ async def drive(client: httpx.AsyncClient, level: Level, seconds: float,
             else:
                 if reply.status_code == 200:
                     level.latencies.append(time.perf_counter() - began)
+                    level.observe(reply, level.latencies[-1])
                 else:
                     level.fail(str(reply.status_code))
             n += level.clients
@@ -139,11 +203,20 @@ def search_request(client: httpx.AsyncClient, n: int) -> Any:
 
 
 def ask_request(extractive: bool, max_tokens: int) -> Any:
+    """Asks that walk through QUESTIONS in order, across clients and levels."""
+    asked = iter(range(1 << 62))
+
     def send(client: httpx.AsyncClient, n: int) -> Any:
         return client.post(f"/collections/{COLLECTION}/ask", json={
-            "question": QUESTIONS[n % len(QUESTIONS)], "k": 3, "max_tokens": max_tokens,
-            "extractive": extractive})
+            "question": QUESTIONS[next(asked) % len(QUESTIONS)], "k": 3,
+            "max_tokens": max_tokens, "extractive": extractive})
     return send
+
+
+def warmup_ask(client: httpx.AsyncClient, extractive: bool, max_tokens: int) -> Any:
+    return client.post(f"/collections/{COLLECTION}/ask", json={
+        "question": WARMUP_QUESTION, "k": 3, "max_tokens": max_tokens,
+        "extractive": extractive})
 
 
 # ---------------------------------------------------------------- the server's memory
@@ -239,6 +312,10 @@ def start_server(args: argparse.Namespace, index: Path, work: Path, port: int
                "--log-level", "warning"]
     if args.extractive:
         command.append("--extractive")
+    elif not args.llm_cache:  # every ask is generated: the response cache is off for this run
+        config = work / "no-cache.toml"
+        config.write_text("[llm]\ncache = false\n", encoding="utf-8")
+        command += ["--config", str(config)]
     log = (work / "server.log").open("wb")
     return subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
 
@@ -278,7 +355,7 @@ async def measure(args: argparse.Namespace, base: str, key: str, pid: int) -> di
                                  timeout=args.timeout) as client:
         warm = time.perf_counter()
         for request in (search_request(client, 0),
-                        ask_request(args.extractive, args.max_tokens)(client, 0)):
+                        warmup_ask(client, args.extractive, args.max_tokens)):
             reply = await request
             if reply.status_code != 200:
                 raise SystemExit(f"warm-up failed: {reply.status_code} {reply.text[:500]}")
@@ -307,8 +384,10 @@ async def measure(args: argparse.Namespace, base: str, key: str, pid: int) -> di
 
 
 def _line(level: dict[str, Any]) -> str:
+    answers = level.get("answers")
     return (f"{level['name']} x{level['clients']}: {level['requests_per_s']} req/s, "
-            f"p50 {level['p50_ms']} ms, p99 {level['p99_ms']} ms, {level['failed']} failed")
+            f"p50 {level['p50_ms']} ms, p99 {level['p99_ms']} ms, {level['failed']} failed"
+            + (f", {answers}" if answers else ""))
 
 
 def cell(value: Any) -> str:
@@ -336,11 +415,20 @@ def markdown(result: dict[str, Any]) -> str:
                       f"{s['rss_start_mb']} MiB at the start, {s['rss_end_mb']} MiB at the end, "
                       f"{s['rss_max_mb']} MiB at most ({s['rss_growth_mb']:+} MiB), "
                       f"{len(s['samples'])} samples."]
+    for level in result["levels"]:
+        if level.get("answers"):
+            lines.append(f"{level['name']} x{level['clients']}: "
+                         + ", ".join(f"{k} {v}" for k, v in level["answers"].items())
+                         + (f"; generated by the model (not cached) {level['generated']}, "
+                            f"p50 {level['generated_p50_ms']} ms, max "
+                            f"{level['generated_max_ms']} ms" if level.get("generated") else ""))
     return "\n".join(lines) + "\n"
 
 
 def counts(text: str) -> list[int]:
     values = [int(part) for part in text.split(",") if part.strip()]
+    if text.strip() in ("", "0"):
+        return []  # skip this kind of load
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError("a comma-separated list of positive client counts")
     return values
@@ -360,6 +448,9 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--extractive", action="store_true",
                         help="serve --extractive: asks quote the sources, no model is started")
     parser.add_argument("--max-tokens", type=int, default=120)
+    parser.add_argument("--llm-cache", action="store_true",
+                        help="keep the server's response cache on (off by default, so that an "
+                             "ask repeated from an earlier run is generated again)")
     parser.add_argument("--index", type=Path, default=None,
                         help="serve this index instead of building one from docs/ and README")
     parser.add_argument("--workers", type=int, default=1)
@@ -392,7 +483,8 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "python": platform.python_version(), "ragline": version("ragline")},
-        "settings": {"seconds": args.seconds, "ask_seconds": args.ask_seconds or args.seconds,
+        "settings": {"llm_cache": args.llm_cache, "seconds": args.seconds,
+                     "ask_seconds": args.ask_seconds or args.seconds,
                      "extractive": args.extractive, "max_tokens": args.max_tokens,
                      "workers": args.workers, "inference_workers": args.inference_workers,
                      "inference_queue": args.inference_queue},
