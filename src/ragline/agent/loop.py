@@ -46,7 +46,8 @@ if TYPE_CHECKING:
 DEFAULT_SYSTEM = (
     "You are an agent that completes the user's task by calling tools. Call one or more tools "
     "when you need information or computation; when you have the answer, reply with it as plain "
-    "text (no tool call). When you use spans from search or read, cite them with their source "
+    "text (no tool call). To find information in the documents, call search first; read only "
+    "takes a doc_id that a search result returned. When you use spans from search or read, cite them with their source "
     "number in brackets, like [1], at the end of the sentence they support."
 )
 FINAL_ANSWER = "final_answer"

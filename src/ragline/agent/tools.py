@@ -263,7 +263,8 @@ class IndexTools:
         """
         document = self.index.get_document(doc_id)
         if document is None:
-            raise ValueError(f"no document {doc_id!r} in the index")
+            raise ValueError(f"no document {doc_id!r} in the index: read takes a doc_id that "
+                             "a search result returned; call search first")
         start = max(0, min(start, len(document.text)))
         stop = min(len(document.text), start + READ_MAX_CHARS, end if end is not None else 10**12)
         span = self.registry.add(doc_id, start, stop, document.text[start:stop])
