@@ -151,6 +151,39 @@ def test_the_same_call_repeated_is_detected_and_stopped(
     assert result.tool_errors == {"repeated": 1}  # the third repeat was not run
 
 
+def page(n: int) -> str:
+    """Return page n of a long report.
+
+    Args:
+        n: The page number.
+    """
+    return f"page {n}: " + "lorem ipsum dolor sit amet " * 60
+
+
+def test_old_tool_results_are_elided_to_fit_the_window_and_kept_in_the_store(
+        tmp_path: Path, runs: list[ScriptedServer]) -> None:
+    sent: list[list[dict[str, Any]]] = []
+
+    def script(steps: int, body: dict[str, Any]) -> Reply:
+        sent.append(body["messages"])
+        return call("page", n=steps + 1) if steps < 3 else Reply(text="done")
+
+    runs.append(server := serve(script))
+    agent = agent_for(server, [page], tmp_path, context_tokens=1200,
+                      budget=Budget(reply_tokens=200))
+    result = agent.run("read three pages")
+    assert result.stop_reason is StopReason.ANSWERED and result.steps == 4
+    tool_texts = [[m["content"] for m in msgs if m["role"] == "tool"] for msgs in sent]
+    assert [len(t) for t in tool_texts] == [0, 1, 2, 3]
+    assert all(not t.startswith("[elided") for t in tool_texts[1])  # it fitted
+    last = tool_texts[3]
+    assert last[0].startswith("[elided to fit") and last[-1].startswith("page 3:")
+    record = agent.store.load(result.run_id)  # the conversation itself is whole
+    assert [c.result.startswith("page") for c in record.calls if c.result] == [True] * 3
+    unbounded = agent_for(server, [page], tmp_path / "u")
+    assert unbounded.context_tokens is None  # a hosted model's window is not known: no eliding
+
+
 def test_step_budget_stops_with_the_partial_trace(
         tmp_path: Path, runs: list[ScriptedServer]) -> None:
     runs.append(server := serve(lambda steps, body: call("calculator", expression=f"{steps}+1")))

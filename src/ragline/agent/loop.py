@@ -51,6 +51,8 @@ DEFAULT_SYSTEM = (
     "number in brackets, like [1], at the end of the sentence they support."
 )
 FINAL_ANSWER = "final_answer"
+ELIDED = ("[elided to fit the model's context: a tool result of {chars} characters; its spans "
+          "keep their numbers, and calling the tool again shows it]")
 
 
 class StopReason(enum.StrEnum):
@@ -73,6 +75,7 @@ class Budget:
     max_seconds: float = 600.0
     max_cost_usd: float | None = None
     max_repeats: int = 3
+    reply_tokens: int = 512  # kept free for the reply when fitting the conversation to the window
 
     def __post_init__(self) -> None:
         if self.max_steps < 1 or self.max_seconds <= 0 or self.max_repeats < 2:
@@ -121,8 +124,11 @@ class Agent:
         scorer: SupportScorer | None = None,
         final_answer_tool: bool | None = None,
         config: dict[str, Any] | None = None,
+        context_tokens: int | None = None,
     ) -> None:
         self.llm = llm
+        # What one request may hold: the model's window where the provider knows it.
+        self.context_tokens = context_tokens if context_tokens is not None else llm.context_window
         self.tools = as_agent_tools(tools)
         self.store = store or AgentStore()
         self.budget = budget
@@ -173,7 +179,7 @@ class Agent:
                 return self._end(run_id, reason, None, f"budget: {reason.value}")
             try:
                 completion = self.llm.complete(
-                    [Message.system(self.system), *messages],
+                    self._fitted([Message.system(self.system), *messages]),
                     tools=[t.spec for t in self.tools.values()], purpose="agent")
             except ProviderError as exc:
                 return self._end(run_id, StopReason.MODEL_ERROR, None, str(exc))
@@ -187,6 +193,31 @@ class Agent:
             if stop is not None:
                 return self._end(run_id, *stop)
             step += 1
+
+    def _fitted(self, prompt: list[Message]) -> list[Message]:
+        """The prompt as sent: when it would not fit the model's window (less the reply's
+        share), the oldest tool results are elided, one at a time, until it does; the latest
+        message is always whole, and the stored conversation keeps every result in full. A
+        prompt that still does not fit is sent as is, and the provider's error ends the run."""
+        if self.context_tokens is None:
+            return prompt
+        limit = self.context_tokens - self.budget.reply_tokens
+        tools = Message.system(json.dumps([[t.spec.name, t.spec.description, t.spec.parameters]
+                                           for t in self.tools.values()]))  # their share
+        fitted = list(prompt)
+
+        def fits() -> bool:
+            return self.llm.count_prompt_tokens([*fitted, tools]) <= limit
+
+        if fits():
+            return fitted
+        for i, message in enumerate(fitted[:-1]):
+            if message.role is Role.TOOL and len(message.content) > len(ELIDED):
+                fitted[i] = Message.tool(message.tool_call_id or "", ELIDED.format(
+                    chars=len(message.content)))
+                if fits():
+                    break
+        return fitted
 
     def _finish_step(self, run_id: str, step: int, messages: list[Message],
                      record: RunRecord) -> tuple[StopReason, str | None, str] | None:

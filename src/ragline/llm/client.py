@@ -361,6 +361,13 @@ class LLM:
             return int(counter(msgs))
         return count_prompt_tokens(self.provider_name, self.model, msgs)
 
+    @property
+    def context_window(self) -> int | None:
+        """Tokens one request may hold (prompt and reply), where the provider knows it (the local
+        model's context size); None for hosted models, whose windows are large."""
+        window = getattr(self._provider(self.provider_name), "context_window", None)
+        return int(window) if isinstance(window, int) else None
+
     def close(self) -> None:
         """Stop a local model server and close the ledger and cache connections."""
         for provider in self._providers.values():

@@ -46,6 +46,11 @@ class LocalProvider:
         self._inner: OpenAICompatibleProvider | None = None
 
     @property
+    def context_window(self) -> int:
+        """The context of one request, prompt and reply (llama.cpp's per-slot ctx_size)."""
+        return self._ctx_size
+
+    @property
     def default_model(self) -> str:
         """The served model's name (the GGUF file's stem), known without starting the server."""
         from ragline.llm.local_server import LocalModelServer
