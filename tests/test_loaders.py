@@ -94,6 +94,17 @@ def test_iter_files_walks_sorted_and_skips_hidden_and_pycache(tmp_path: Path) ->
     assert found == ["a.md", "b.txt", "sub/c.txt", "sub/z/e.html"]
 
 
+def test_an_index_inside_the_ingested_folder_is_passed_over(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    for name in ["notes.md", "ix/ragline.sqlite", "ix/derived/vectors.npy", "ix/write.lock",
+                 "pg-ix/derived/bm25.bin", "pg-ix/write.lock", "derived/kept.txt"]:
+        write(tmp_path / name, "x")
+    with caplog.at_level(logging.WARNING, logger="ragline"):
+        found = [p.relative_to(tmp_path).as_posix() for p in iter_files(tmp_path)]
+    assert found == ["notes.md", "derived/kept.txt"]
+    assert "is a ragline index" in caplog.text
+
+
 def test_iter_files_on_empty_folder_yields_nothing(tmp_path: Path) -> None:
     assert list(iter_files(tmp_path)) == []
 

@@ -98,6 +98,10 @@ def iter_files(
             path = Path(dirpath) / name
             if _skipped_name(name):
                 continue
+            if _is_index(path):
+                logger.warning("not ingesting %s: it is a ragline index (an index kept inside "
+                               "the folder it indexes is passed over)", path)
+                continue
             if path.is_symlink():
                 target = path.resolve()
                 if not follow_symlinks:
@@ -189,6 +193,13 @@ def _check_limit(max_file_bytes: int) -> None:
 
 def _skipped_name(name: str) -> bool:
     return name.startswith(".") or name == "__pycache__"
+
+
+def _is_index(folder: Path) -> bool:
+    """A ragline index folder: its database, or the search files and writer lock of one whose
+    database is on a server."""
+    return (folder / "ragline.sqlite").is_file() or (
+        (folder / "derived").is_dir() and (folder / "write.lock").exists())
 
 
 def _warn_unlistable(error: OSError) -> None:
