@@ -184,6 +184,15 @@ def test_old_tool_results_are_elided_to_fit_the_window_and_kept_in_the_store(
     assert unbounded.context_tokens is None  # a hosted model's window is not known: no eliding
 
 
+def test_a_call_repeated_with_other_spacing_or_case_is_the_same_call(
+        tmp_path: Path, runs: list[ScriptedServer]) -> None:
+    queries = ["1 + 1", "1 + 1 ", " 1  +  1"]
+    runs.append(server := serve(lambda steps, body: call("calculator",
+                                                         expression=queries[steps % 3])))
+    result = agent_for(server, [calculator], tmp_path, budget=Budget(max_repeats=3)).run("loop")
+    assert result.stop_reason is StopReason.REPEATED_CALL and result.steps == 3
+
+
 def test_step_budget_stops_with_the_partial_trace(
         tmp_path: Path, runs: list[ScriptedServer]) -> None:
     runs.append(server := serve(lambda steps, body: call("calculator", expression=f"{steps}+1")))

@@ -359,7 +359,20 @@ def _unique_ids(calls: Sequence[ToolCall], step: int) -> tuple[ToolCall, ...]:
 
 
 def _signature(message: Message) -> str:
-    return json.dumps([[c.name, c.arguments] for c in message.tool_calls], sort_keys=True)
+    """What a turn asked for, with strings compared as words: a query repeated with another
+    trailing space or case is the same call (the local model loops that way)."""
+    return json.dumps([[c.name, _normalized(c.arguments)] for c in message.tool_calls],
+                      sort_keys=True)
+
+
+def _normalized(value: Any) -> Any:
+    if isinstance(value, str):
+        return " ".join(value.split()).casefold()
+    if isinstance(value, dict):
+        return {k: _normalized(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_normalized(v) for v in value]
+    return value
 
 
 def _repeats(messages: Sequence[Message], limit: int) -> bool:
