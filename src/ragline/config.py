@@ -3,12 +3,14 @@
     [chunking]  how documents are split      (strategy, chunk_tokens, overlap_tokens, ...)
     [embedder]  which embedding model         (provider, model, base_url, threads, ...)
     [bm25]      keyword index parameters      (k1, b, stopwords, stemmer)
-    [search]    default search behaviour      (mode, fusion, rrf_k, alpha, depth, k)
+    [search]    default search behaviour      (mode, fusion, rrf_k, alpha, depth, k, ...)
+    [answer]    what `ask` gives the model    (context, context_tokens)
     [llm]       the answer model              (provider, model, base_url, timeout, ...)
 """
 
 from __future__ import annotations
 
+import enum
 import hashlib
 import json
 import tomllib
@@ -95,6 +97,31 @@ class SearchSettings(_Section):
         None, ge=0, le=1, description="weight of the reranker's probability against the "
         "retrieval score (normalised over the reranked hits); 1: the reranker's order alone "
         "(default: the blend chosen on the model's held-out queries, in its manifest, else 1)")
+    metadata_boost: float = Field(
+        0.25, ge=0, description="weight of the filing metadata signal after fusion: hits of "
+        "filings whose fiscal year, form type or company agree with the query's gain "
+        "w * (score range) per fact, those that contradict lose it (0: off; "
+        "retrieve/metadata.py; the default was chosen on the generated filings' tune split, "
+        "benchmarks/filings_retrieval.py)")
+
+
+class ContextMode(enum.StrEnum):
+    """What a model answer's source holds: the hit's chunk, or its page(s) or heading section."""
+
+    CHUNK = "chunk"
+    PAGE = "page"
+    SECTION = "section"
+
+
+class AnswerSettings(_Section):
+    """Defaults of `ragline ask` (model answers; extractive answers always quote chunks)."""
+
+    context: ContextMode = Field(
+        ContextMode.CHUNK, description="each source given to the model: the retrieved chunk, "
+        "its page(s) (paged documents) or its heading section (documents with headings)")
+    context_tokens: int = Field(
+        600, gt=0, description="most tokens (the embedder's word pieces) of one expanded "
+        "source, trimmed around the hit")
 
 
 class StoreSettings(_Section):
@@ -135,6 +162,7 @@ class RaglineConfig(_Section):
     embedder: EmbedderSettings = EmbedderSettings()
     bm25: BM25Settings = BM25Settings()
     search: SearchSettings = SearchSettings()
+    answer: AnswerSettings = AnswerSettings()
     llm: LLMConfig = LLMConfig()
     store: StoreSettings = StoreSettings()
     max_file_bytes: int = Field(50 * 2**20, gt=0)

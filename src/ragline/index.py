@@ -20,6 +20,7 @@ from ragline.embed.base import Embedder
 from ragline.errors import ConfigError, IndexDamaged, IndexLocked, StoreUnavailable
 from ragline.ingest import Ingestor, IngestProgress, IngestSummary, chunking_config, pid_alive
 from ragline.retrieve.base import Reranker, Retriever
+from ragline.retrieve.metadata import DocumentFacts
 from ragline.retrieve.rerank import NoReranker, make_reranker
 from ragline.retrieve.search import SearchParams, candidate_lists, make_retriever, search
 from ragline.store.base import Store
@@ -88,6 +89,7 @@ class Index:
         self._reranker = reranker
         self._store: Store | None = None
         self._derived: DerivedIndex | None = None
+        self._facts = DocumentFacts()  # filing metadata of the documents, for the search signal
 
     # -- lifecycle --------------------------------------------------------------------------
 
@@ -237,12 +239,14 @@ class Index:
         depth: int | None = None,
         where: dict[str, str | Sequence[str]] | None = None,
         path_prefix: str | None = None,
+        metadata_boost: float | None = None,
     ) -> list[Hit]:
         """Search the index; unset arguments take the configured defaults."""
         params = self._params(mode=mode, k=k, fusion=fusion, rrf_k=rrf_k, alpha=alpha,
-                              depth=depth, where=dict(where or {}), path_prefix=path_prefix)
+                              depth=depth, where=dict(where or {}), path_prefix=path_prefix,
+                              metadata_boost=metadata_boost)
         return search(query, params, self.retriever(params), self._open(create=False),
-                      self.reranker)
+                      self.reranker, self._facts)
 
     @_guarded
     def candidates(

@@ -38,6 +38,7 @@ from pydantic import BaseModel, Field
 from ragline.answer.abstention import relevance_gate, uncalibrated_note
 from ragline.answer.claims import normalize, split_sentences
 from ragline.answer.condense import condense_question
+from ragline.answer.context import expand_context
 from ragline.answer.extractive import extractive_answer
 from ragline.answer.prompts import (
     PromptTemplate,
@@ -50,6 +51,7 @@ from ragline.answer.prompts import (
 from ragline.answer.support import SupportScorer
 from ragline.answer.types import Answer, Citation, CitedSentence, ClaimCheck, GeneratedAnswer
 from ragline.answer.verify import Judge, abstain_if_unsupported, attribute_uncited, verify_answer
+from ragline.config import ContextMode
 from ragline.errors import ConfigError, EmptyQuery, RaglineError
 from ragline.llm import LLM, Completion, Message, Role, StreamEventKind, StructuredOutputError
 from ragline.llm.models import LocalModelError
@@ -174,6 +176,7 @@ def ask(
     generation: GenerationMode | str | None = None,
     judge: Judge | None = None,
     verifier: SupportScorer | None = None,
+    context: ContextMode | str | None = None,
 ) -> Answer:
     """Answer `question` from `index` with cited sentences, each verified against its source.
 
@@ -181,12 +184,15 @@ def ask(
     (user, assistant) turns rewrite a follow-up into a standalone question before retrieval.
     `min_relevance` overrides the calibrated abstention threshold. `strict` turns an answer with
     any flagged claim into an abstention. `verifier` scores support (default: the trained
-    verifier model). See the module docstring for `generation` and the fallbacks.
+    verifier model). `context` widens each source the model reads to its page(s) or heading
+    section (default: `[answer] context`; `answer/context.py`); extractive answers quote chunks.
+    See the module docstring for `generation` and the fallbacks.
     """
     if not question or not question.strip():
         raise EmptyQuery("the question is empty: ask something about your documents")
     if k < 1:
         raise ConfigError(f"k must be at least 1, got {k}")
+    widen = _context_mode(index, context)
     run = _Run(question, scorer=verifier)
     _require_chunks(index)
     owned = None
@@ -194,7 +200,7 @@ def ask(
         llm, owned = _default_llm(run)
     try:
         answer = _answer(index, question, run, llm, mode, k, extractive, stream, history,
-                         min_relevance, temperature, max_tokens, generation, judge)
+                         min_relevance, temperature, max_tokens, generation, judge, widen)
     finally:
         if owned is not None:
             owned.close()
@@ -235,6 +241,7 @@ def _answer(
     max_tokens: int,
     generation: GenerationMode | str | None,
     judge: Judge | None,
+    context: ContextMode,
 ) -> Answer:
     search_for = _standalone(question, history, llm, run)
     lap = time.perf_counter()
@@ -252,8 +259,9 @@ def _answer(
             run.usage["fallback"] = "extractive"
         return _extractive(question, search_for, hits, index)
     try:
-        return _generate(question, search_for, hits, index, llm, run, stream, temperature,
-                         max_tokens, _mode_for(llm, generation, stream), judge)
+        return _generate(question, search_for, _widened(hits, index, context), index, llm, run,
+                         stream, temperature, max_tokens, _mode_for(llm, generation, stream),
+                         judge)
     except LocalModelError as exc:
         run.notes.append(f"the local model could not start ({exc}); answered extractively")
     except StructuredOutputError as exc:
@@ -261,6 +269,22 @@ def _answer(
                          "answered extractively instead")
     run.usage["fallback"] = "extractive"
     return _extractive(question, search_for, hits, index)
+
+
+def _context_mode(index: Index, context: ContextMode | str | None) -> ContextMode:
+    if context is None:
+        return index.config.answer.context
+    try:
+        return ContextMode(context)
+    except ValueError:
+        raise ConfigError(f"context must be one of {', '.join(m.value for m in ContextMode)}, "
+                          f"got {context!r}") from None
+
+
+def _widened(hits: list[Hit], index: Index, context: ContextMode) -> list[Hit]:
+    """The sources a model reads: the hits, or their pages / sections (`[answer] context`)."""
+    return expand_context(hits, index.get_document, context,
+                          index.config.answer.context_tokens, index.embedder.count_tokens)
 
 
 def _extractive(question: str, search_for: str, hits: Sequence[Hit], index: Index) -> Answer:

@@ -21,6 +21,7 @@ from rich.text import Text
 from ragline.answer.chat import ChatSession, run_chat
 from ragline.answer.support import ScorerKind, build_scorer
 from ragline.answer.types import Answer, ClaimCheck, ClaimVerdict
+from ragline.config import ContextMode
 from ragline.documents.chunking import page_starts, pages_of
 from ragline.errors import IndexNotFound, RaglineError
 from ragline.llm import LLM
@@ -45,6 +46,9 @@ MinRelOpt = Annotated[float | None, typer.Option(
     help="Abstain below this question-chunk cosine (default: the calibrated threshold).")]
 MaxTokensOpt = Annotated[int, typer.Option(help="Most tokens the model may generate.")]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print Answer JSON on stdout.")]
+ContextOpt = Annotated[ContextMode | None, typer.Option(
+    help="What each source given to the model holds: the retrieved chunk, its page(s) or its "
+    "heading section, trimmed to [answer] context_tokens (default: [answer] context, chunk).")]
 VerifierOpt = Annotated[ScorerKind, typer.Option(
     help="Support scorer of the claim checks: the trained model (default), or cosine/overlap "
     "for comparison.")]
@@ -97,6 +101,7 @@ def ask_command(
     min_relevance: MinRelOpt = None,
     max_tokens: MaxTokensOpt = 400,
     verifier: VerifierOpt = ScorerKind.MODEL,
+    context: ContextOpt = None,
     json_output: JsonOpt = False,
 ) -> None:
     """Answer a question from the index, with verified citations (or abstain)."""
@@ -110,7 +115,7 @@ def ask_command(
         scorer = None if verifier is ScorerKind.MODEL else build_scorer(verifier)
         answer = idx.ask(question, llm=llm, mode=mode, k=k, strict=strict, extractive=extractive,
                          stream=streamed, min_relevance=min_relevance, max_tokens=max_tokens,
-                         verifier=scorer)
+                         verifier=scorer, context=context)
     except RaglineError as exc:
         raise _fail(exc) from exc
     finally:

@@ -1,5 +1,5 @@
-"""Search: a retriever's ranking (filters resolved by the store), then the optional reranker,
-turned into hits once."""
+"""Search: a retriever's ranking (filters resolved by the store), the filing metadata signal
+(`retrieve/metadata.py`), then the optional reranker, turned into hits once."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from ragline.errors import ConfigError, EmptyQuery
 from ragline.retrieve import retrievers
 from ragline.retrieve.base import Ranking, Reranker, Retriever
 from ragline.retrieve.fusion import Ranked, as_pairs, as_ranked
+from ragline.retrieve.metadata import DocumentFacts, metadata_signal
 from ragline.retrieve.rerank import NoReranker
 from ragline.retrieve.retrievers import (
     BM25Retriever,
@@ -31,7 +32,7 @@ from ragline.store.keyword import BM25Config
 from ragline.types import FusionMethod, Hit, RetrievalMode, Stage
 
 _DEFAULTS = SearchSettings()  # the defaults live in one place: config.SearchSettings
-_KNOBS = ("mode", "k", "fusion", "rrf_k", "alpha", "depth")
+_KNOBS = ("mode", "k", "fusion", "rrf_k", "alpha", "depth", "metadata_boost")
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +46,7 @@ class SearchParams:
     rrf_k: int = _DEFAULTS.rrf_k
     alpha: float = _DEFAULTS.alpha
     depth: int = _DEFAULTS.depth
+    metadata_boost: float = _DEFAULTS.metadata_boost
     where: dict[str, str | Sequence[str]] = field(default_factory=dict)
     path_prefix: str | None = None
 
@@ -64,6 +66,8 @@ class SearchParams:
             ("rrf_k", self.rrf_k, _is_int(self.rrf_k) and self.rrf_k >= 1, "a whole number >= 1"),
             ("alpha", self.alpha, isinstance(self.alpha, int | float) and 0 <= self.alpha <= 1,
              "between 0 and 1"),
+            ("metadata_boost", self.metadata_boost,
+             isinstance(self.metadata_boost, int | float) and self.metadata_boost >= 0, ">= 0"),
         ) if not ok]
         if problems:
             raise ConfigError("search: " + "; ".join(problems))
@@ -79,14 +83,23 @@ def search(
     retriever: Retriever,
     store: Store,
     reranker: Reranker | None = None,
+    facts: DocumentFacts | None = None,
 ) -> list[Hit]:
-    """The top `params.k` hits of `retriever` for `query` (after `reranker`, when it is one);
-    each hit records the rank and score every stage gave it."""
+    """The top `params.k` hits of `retriever` for `query` (re-scored by the filing metadata
+    signal, then `reranker`, when they apply); each hit records the rank and score every stage
+    gave it. `facts` caches the documents' filing metadata between searches."""
     _require_query(query)
     if isinstance(reranker, NoReranker):
         reranker = None
     wanted = params.k if reranker is None else max(params.k, reranker.depth)
-    hits = hits_for(retriever.rank(query, wanted, allowed_rowids(store, params)), store)
+    signal = metadata_signal(query, params.metadata_boost, store, facts)
+    allowed = allowed_rowids(store, params)
+    if signal is None:
+        ranking = retriever.rank(query, wanted, allowed)
+    else:  # the signal re-scores the fused top `depth`, so a filing further down can climb
+        ranking = signal.apply(retriever.rank(query, max(wanted, params.depth), allowed),
+                               store, wanted)
+    hits = hits_for(ranking, store)
     if reranker is not None:
         hits = rerank(query, hits, reranker)
     return hits[: params.k]
