@@ -8,6 +8,7 @@ import os
 import uuid
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 from typer.testing import CliRunner
@@ -133,6 +134,21 @@ def test_the_boost_follows_the_year_the_query_names(filings: Index) -> None:
     for year in (2019, 2020):
         hits = filings.search(f"Acme total revenue FY{year}", metadata_boost=0.5, k=3)
         assert hits[0].chunk.doc_id == f"filings/acme-{year}.txt"
+
+
+def test_search_command_takes_the_weight(filings: Index) -> None:
+    from ragline.cli.root import app
+
+    def top(*extra: str) -> dict[str, Any]:
+        shown = CliRunner().invoke(app, ["search", "Acme total revenue FY2019", "--index",
+                                         str(filings.path), "-k", "1", "--json", *extra])
+        assert shown.exit_code == 0, shown.output
+        return dict(json.loads(shown.stdout)["hits"][0])
+
+    assert top("--metadata-boost", "0.5")["doc_id"] == "filings/acme-2019.txt"
+    assert STAGE not in top("--metadata-boost", "0")["stages"]
+    refused = CliRunner().invoke(app, ["search", "x", "--metadata-boost", "-1"])
+    assert refused.exit_code == 2
 
 
 @pytest.mark.skipif(os.environ.get("RAGLINE_NO_POSTGRES") == "1", reason="no PostgreSQL")

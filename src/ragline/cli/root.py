@@ -224,6 +224,9 @@ def search_command(
         list[str] | None, typer.Option(help="Metadata filter KEY=VALUE (repeatable).")
     ] = None,
     path_prefix: Annotated[str | None, typer.Option(help="Only documents under this path.")] = None,
+    metadata_boost: Annotated[float | None, typer.Option(
+        min=0, help="Weight of a filing's fiscal year, form and company named in the query "
+                    "(0: off).")] = None,
     json_output: JsonOption = False,
 ) -> None:
     """Search the index by keyword (BM25), meaning (dense) or both (hybrid)."""
@@ -231,7 +234,8 @@ def search_command(
 
     idx = Index(index, config_from(config))
     hits = idx.search(query, mode=mode, k=k, fusion=fusion, alpha=alpha, rrf_k=rrf_k,
-                      depth=depth, where=_parse_where(where or []), path_prefix=path_prefix)
+                      depth=depth, where=_parse_where(where or []), path_prefix=path_prefix,
+                      metadata_boost=metadata_boost)
     if json_output:
         typer.echo(json.dumps({"query": query, "hits": [h.to_dict() for h in hits]}, indent=2))
         return
