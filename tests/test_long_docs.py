@@ -136,6 +136,19 @@ def test_the_boost_follows_the_year_the_query_names(filings: Index) -> None:
         assert hits[0].chunk.doc_id == f"filings/acme-{year}.txt"
 
 
+def test_tune_scores_the_signal_as_search_applies_it(filings: Index) -> None:
+    from ragline.retrieve.search import fuse
+
+    query = "Acme total revenue FY2019"
+    fused = fuse(filings.candidates(query, depth=20), SearchParams(k=40))
+    rescored = filings.rescore_rows(query, fused)
+    docs = filings.chunk_doc_ids()
+    searched = [h.chunk.doc_id for h in filings.search(query, k=3)]  # the default weight
+    assert [docs[row] for row, _ in rescored[:3]] == searched
+    assert searched[0] == "filings/acme-2019.txt"
+    assert filings.rescore_rows("Acme", []) == []
+
+
 def test_search_command_takes_the_weight(filings: Index) -> None:
     from ragline.cli.root import app
 

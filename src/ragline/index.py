@@ -287,6 +287,26 @@ class Index:
         order = [row_of[hit.chunk.id] for hit in rerank(query, hits, reranker)]
         return order + rows[len(head):]
 
+    @_guarded
+    def rescore_rows(self, query: str, fused: Sequence[tuple[int, float]]
+                     ) -> list[tuple[int, float]]:
+        """Fused (row id, score) candidates, best first, re-scored by the filing metadata signal
+        at the configured `metadata_boost`, as search re-scores them (unchanged for an index
+        without filings); what `tune` uses so that its grid scores what search returns."""
+        import numpy as np
+
+        from ragline.retrieve.base import Ranking
+        from ragline.retrieve.metadata import metadata_signal
+
+        store = self._open(create=False)
+        signal = metadata_signal(query, self._params().metadata_boost, store, self._facts)
+        if signal is None or not fused:
+            return list(fused)
+        rows = np.asarray([row for row, _ in fused], dtype=np.int64)
+        scores = np.asarray([score for _, score in fused], dtype=np.float64)
+        ranking = signal.apply(Ranking.single("fused", (rows, scores)), store, len(fused))
+        return [(int(r), float(v)) for r, v in zip(*ranking.final, strict=True)]
+
     def retriever(self, params: SearchParams | None = None) -> Retriever:
         """The retriever a search with `params` (default: the configured ones) runs."""
         params = params or self._params()

@@ -106,7 +106,8 @@ def sweep(
     for i, point in enumerate(points, 1):
         say(f"[{i}/{len(points)}] {point.label}")
         run = {qid: _ranked_run(lists, point, row_docs, rerank=None if reranked is None
-                                else functools.partial(reranked.rerank_rows, queries[qid]))
+                                else functools.partial(reranked.rerank_rows, queries[qid]),
+                                rescore=functools.partial(index.rescore_rows, queries[qid]))
                for qid, lists in candidates.items()}
         scores = evaluate_run(dataset.qrels, run, DEFAULT_MEASURES)
         values = [row[PRIMARY] for row in scores.per_query.values()]
@@ -121,10 +122,12 @@ def sweep(
 def _ranked_run(
     lists: dict[str, list[tuple[int, float]]], point: GridPoint, row_docs: dict[int, str],
     rerank: Callable[[list[int], list[float]], list[int]] | None = None,
+    rescore: Callable[[list[tuple[int, float]]], list[tuple[int, float]]] | None = None,
 ) -> dict[str, float]:
     """The document run `ragline search` would produce at this grid point: the same chunk-level
-    fusion (`retrieve.search.fuse`) and, when one is configured, the same reranker
-    (`Index.rerank_rows`), then each document at its best chunk's rank."""
+    fusion (`retrieve.search.fuse`), the filing metadata signal (`Index.rescore_rows`) and,
+    when one is configured, the same reranker (`Index.rerank_rows`), then each document at its
+    best chunk's rank."""
     wanted = {RetrievalMode.BM25: ("bm25",), RetrievalMode.DENSE: ("dense",)}.get(
         point.mode, ("bm25", "dense"))
     # Single retrievers keep their whole candidate list (so 100 documents can be ranked); fused
@@ -137,6 +140,8 @@ def _ranked_run(
     ranked: list[str] = []
     seen: set[str] = set()
     fused = fuse(cut, params)
+    if rescore is not None:
+        fused = rescore(fused)
     rows = [row for row, _score in fused]
     if rerank is not None:
         rows = rerank(rows, [score for _row, score in fused])
