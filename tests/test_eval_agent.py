@@ -185,3 +185,27 @@ def test_hotpotqa_tasks_keep_the_bare_question_for_the_ask_baseline(
     index.close()
     assert attempt.answer is not None and "Paris" in attempt.answer
     assert attempt.stop_reason == "answered" and attempt.tool_calls == 0
+
+
+def test_judge_tasks_are_graded_by_the_judge_with_its_reliability_reported(tmp_path: Path) -> None:
+    from ragline.evaluate.judge import CorrectnessJudge, JudgeMode
+    from tests.fakes.openai_server import FakeOpenAIServer
+    from tests.fakes.support import RecordingSleep, llm_for
+
+    task = AgentTask("j", "Who played Corliss Archer?", ("Shirley Temple",), judge=True)
+    with FakeOpenAIServer() as server:
+        judge = CorrectnessJudge(llm_for("openai", server, sleeper=RecordingSleep()),
+                                 mode=JudgeMode.TEXT)
+        server.push_reply(Reply(text='{"verdict": "correct", "reason": "same person"}'))
+        right = grade(task, Attempt("Shirley Temple Black", "answered"), judge)
+        server.push_reply(Reply(text='{"verdict": "incorrect", "reason": "another actress"}'))
+        wrong = grade(task, Attempt("Judy Garland", "answered"), judge)
+        server.push_reply(Reply(text="it is fine"))  # not the format: unmeasured, a failure
+        unmeasured = grade(task, Attempt("Shirley Temple", "answered"), judge)
+    assert (right.success, wrong.success, unmeasured.success) == (True, False, False)
+    assert right.reference_rule is True and wrong.reference_rule is False
+    assert grade(task, Attempt(None, "max_steps"), judge).success is False  # no call made
+    assert not grade(task, Attempt("Shirley Temple", "answered")).success  # no judge given
+    summary = summarize([TaskResult(task, [right, wrong, unmeasured])], 3)
+    reliability = summary["judge"]["reliability_vs_reference_rule"]
+    assert reliability["n"] == 2 and reliability["accuracy"] == 1.0
