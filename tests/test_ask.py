@@ -241,6 +241,22 @@ def test_a_model_repeating_itself_is_cut_off(docs_index: Index, server: FakeOpen
     assert any("repeating itself" in note for note in answer.usage["notes"])
 
 
+def test_an_answer_cut_at_max_tokens_loses_its_unfinished_sentence(
+        docs_index: Index, server: FakeOpenAIServer) -> None:
+    server.push_reply(Reply(text="It is in Paris [1]. It was completed in 1889 [1]. Its height "
+                                 "is three hundred and thirty"))
+    answer = ask(docs_index, "When was the Eiffel Tower completed?",
+                 llm=fake_llm(server, model="smollm2"), max_tokens=13)
+    assert answer.text == "It is in Paris [1]. It was completed in 1889 [1]."
+    assert [s.text for s in answer.sentences][-1].startswith("It was completed in 1889")
+    assert any("max_tokens mid-sentence" in note for note in answer.usage["notes"])
+    server.push_reply(Reply(text="It is in Paris [1]. It was completed in 1889 [1]."))
+    whole = ask(docs_index, "When was the Eiffel Tower completed?",
+                llm=fake_llm(server, model="smollm2"), max_tokens=11)  # ends on a full stop
+    assert whole.text.endswith("1889 [1].") and not any(
+        "max_tokens" in note for note in whole.usage.get("notes", []))
+
+
 def test_plain_text_abstention_is_recognised(docs_index: Index, server: FakeOpenAIServer) -> None:
     server.push_reply(Reply(text="I cannot answer from the documents."))
     answer = ask(docs_index, "When was the Eiffel Tower completed?",

@@ -55,6 +55,7 @@ from ragline.config import ContextMode
 from ragline.errors import ConfigError, EmptyQuery, RaglineError
 from ragline.llm import LLM, Completion, Message, Role, StreamEventKind, StructuredOutputError
 from ragline.llm.models import LocalModelError
+from ragline.llm.types import FinishReason
 from ragline.types import Hit, RetrievalMode
 
 if TYPE_CHECKING:
@@ -439,10 +440,28 @@ def _generate_text(
     text = text[:cut] if cut is not None else text
     _emit(stream, text.rstrip(), shown, len(text.rstrip()))
     text = text.strip()
+    if completion is not None and completion.finish_reason is FinishReason.LENGTH:
+        finished = _finished_part(text)
+        if finished != text:
+            run.notes.append(f"the answer reached max_tokens mid-sentence; its unfinished last "
+                             f"sentence was left out of the answer: {text[len(finished):]!r}")
+            text = finished
     abstained = bool(_MODEL_ABSTAINS.match(text))
     sentences = [] if abstained else [
         CitedSentence(text=s.text, sources=list(s.citations)) for s in split_sentences(text)]
     return _Generated(sentences, text, abstained, completion, ttft)
+
+
+_SENTENCE_END = re.compile(r"""[.!?]["')\]]*(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s*$""")
+
+
+def _finished_part(text: str) -> str:
+    """`text` up to the end of its last finished sentence (a model cut off at max_tokens leaves
+    a fragment such as "...revenue of $39.1 millio", which is no claim to check)."""
+    sentences = split_sentences(text)
+    while sentences and not _SENTENCE_END.search(text[sentences[-1].start:sentences[-1].end]):
+        sentences.pop()
+    return text[: sentences[-1].end].rstrip() if sentences else ""
 
 
 def _emit(stream: Callable[[str], None] | None, text: str, shown: int, upto: int) -> int:
