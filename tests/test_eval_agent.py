@@ -53,6 +53,8 @@ def test_success_and_pass_k_over_known_outcomes() -> None:
                         grade(a, Attempt(None, "max_steps", steps=10))])
     rb = TaskResult(b, [grade(b, Attempt("about 2.05", "answered")) for _ in range(3)])
     assert [g.success for g in ra.attempts] == [True, False, False]
+    assert [g.reference_rule for g in ra.attempts] == [True, True, False]  # states it: correct
+    assert ra.metrics()["correct"] == pytest.approx(2 / 3)
     assert ra.metrics()["pass^1"] == pytest.approx(1 / 3) and ra.metrics()["pass^2"] == 0.0
     assert rb.metrics()["pass^3"] == 1.0 and "F1" not in rb.metrics()
     s = summarize([ra, rb], 3)

@@ -367,7 +367,8 @@ def _agent_judge(provider: str | None, model: str | None) -> Any:
 
 def _print_agent(run_id: str, summary: dict[str, Any], repeats: int) -> None:
     table = Table(title=f"agent run {run_id} ({repeats} attempt(s) per task)")
-    cols = ["config", "success", *(f"pass^{k}" for k in range(2, repeats + 1)), "F1", "steps",
+    cols = ["config", "success", *(f"pass^{k}" for k in range(2, repeats + 1)), "F1",
+            "correct", "steps",
             "tool err", "tokens/att", "USD/att", "p50 ms", "p95 ms", "stop reasons"]
     for col in cols:
         table.add_column(col, justify="left" if col in ("config", "stop reasons") else "right")
@@ -375,7 +376,9 @@ def _print_agent(run_id: str, summary: dict[str, Any], repeats: int) -> None:
         usd = s["cost_usd_per_attempt"]
         table.add_row(name, f"{s['success_rate']:.3f}",
                       *(f"{s['pass^k'][str(k)]:.3f}" for k in range(2, repeats + 1)),
-                      "-" if s["F1"] is None else f"{s['F1']:.3f}", f"{s['steps_mean']:.1f}",
+                      "-" if s["F1"] is None else f"{s['F1']:.3f}",
+                      "-" if s.get("correct") is None else f"{s['correct']:.3f}",
+                      f"{s['steps_mean']:.1f}",
                       f"{s['tool_error_rate']:.3f}", f"{s['tokens']['per_attempt']:.0f}",
                       "n/a" if usd is None else f"{usd:.5f}", f"{s['latency_ms']['p50']:.0f}",
                       f"{s['latency_ms']['p95']:.0f}",

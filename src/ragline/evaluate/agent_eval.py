@@ -4,7 +4,9 @@ success, pass^k, steps, tool errors, tokens, cost and latency, with paired compa
 - success of an attempt: exact match (SQuAD normalisation) for `answer` tasks, the named check
   for `check` tasks, the LLM judge's verdict for `judge` tasks (an unmeasured verdict counts as a
   failure, and the judge's agreement with the reference rule is reported as its reliability).
-  An attempt that ends without an answer (budget, model error) fails.
+  An attempt that ends without an answer (budget, model error) fails. Answer tasks also
+  report token F1 and "correct": the answer states a gold answer (EM, contains it, or holds 80%
+  of its words), which a sentence-long answer can be while its EM is 0.
 - pass^k (τ-bench, Yao et al. 2024): per task with n attempts and c successes, the unbiased
   estimate of the chance that k independent attempts all succeed, C(c, k) / C(n, k); the overall
   pass^k is its mean over tasks, for k = 1..n (pass^1 is the success rate).
@@ -41,7 +43,7 @@ if TYPE_CHECKING:
     from ragline.agent.loop import Agent
     from ragline.index import Index
 
-COMPARED = ("success", "F1", "cost_usd", "latency_s")
+COMPARED = ("success", "F1", "correct", "cost_usd", "latency_s")
 LOWER_IS_BETTER = frozenset({"cost_usd", "latency_s"})
 
 
@@ -123,13 +125,16 @@ class Graded:
     success: bool
     em: float | None = None
     f1: float | None = None
+    # Answer tasks: the answer states a gold answer (EM, contains it, or recalls 80% of its
+    # words): "correct" in the report, and what a judge's verdicts are checked against.
     reference_rule: bool | None = None
     judgement: CorrectnessJudgement | None = None
 
     def to_dict(self) -> dict[str, Any]:
         a = self.attempt
         return {"answer": a.answer, "stop_reason": a.stop_reason, "success": self.success,
-                "EM": self.em, "F1": self.f1, "steps": a.steps, "tool_calls": a.tool_calls,
+                "EM": self.em, "F1": self.f1, "correct": self.reference_rule, "steps": a.steps,
+                "tool_calls": a.tool_calls,
                 "tool_errors": a.tool_errors, "input_tokens": a.input_tokens,
                 "output_tokens": a.output_tokens, "cost_usd": a.cost_usd,
                 "latency_s": a.latency_s, "run_id": a.run_id,
@@ -142,9 +147,9 @@ def grade(task: AgentTask, attempt: Attempt, judge: CorrectnessJudge | None = No
     if task.check is not None:
         return Graded(attempt, bool(text) and task.check(text))
     em, f1 = exact_match(text, task.answers), token_f1(text, task.answers)
-    if not task.judge:
-        return Graded(attempt, bool(text) and em == 1.0, em, f1)
     rule = bool(text) and is_correct(text, task.answers)
+    if not task.judge:
+        return Graded(attempt, bool(text) and em == 1.0, em, f1, rule)
     if judge is None or not text:
         return Graded(attempt, False, em, f1, rule)
     verdict = judge.judge(task.task, task.answers, text)
@@ -174,6 +179,7 @@ class TaskResult:
         if all(g.f1 is not None for g in self.attempts):
             out["F1"] = float(np.mean([g.f1 or 0.0 for g in self.attempts]))
             out["EM"] = float(np.mean([g.em or 0.0 for g in self.attempts]))
+            out["correct"] = float(np.mean([bool(g.reference_rule) for g in self.attempts]))
         return out
 
 
@@ -197,6 +203,8 @@ def summarize(results: Sequence[TaskResult], repeats: int) -> dict[str, Any]:
                    for k in range(1, repeats + 1)},
         "EM": float(np.mean([m["EM"] for m in per_task if "EM" in m])) if f1s else None,
         "F1": float(np.mean(f1s)) if f1s else None,
+        "correct": float(np.mean([m["correct"] for m in per_task if "correct" in m]))
+        if f1s else None,
         "steps_mean": float(np.mean([a.steps for a in runs])),
         "tool_calls": calls, "tool_errors": sum(a.tool_errors for a in runs),
         "tool_error_rate": sum(a.tool_errors for a in runs) / calls if calls else 0.0,
