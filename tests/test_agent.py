@@ -193,6 +193,25 @@ def test_a_call_repeated_with_other_spacing_or_case_is_the_same_call(
     assert result.stop_reason is StopReason.REPEATED_CALL and result.steps == 3
 
 
+@pytest.mark.parametrize(("reported", "elided"), [(12, False), (900, True)])
+def test_the_fit_counts_the_template_overhead_the_server_reported(
+        tmp_path: Path, runs: list[ScriptedServer], reported: int, elided: bool) -> None:
+    sent: list[list[dict[str, Any]]] = []
+
+    def script(steps: int, body: dict[str, Any]) -> Reply:
+        sent.append(body["messages"])
+        if steps < 2:
+            return Reply(tool_calls=(("page", {"n": steps + 1}),), input_tokens=reported)
+        return Reply(text="done")
+
+    runs.append(server := serve(script))
+    agent = agent_for(server, [page], tmp_path, context_tokens=1500,
+                      budget=Budget(reply_tokens=200))
+    assert agent.run("read two pages").stop_reason is StopReason.ANSWERED
+    first_result = next(m["content"] for m in sent[2] if m["role"] == "tool")
+    assert first_result.startswith("[elided") is elided
+
+
 def test_step_budget_stops_with_the_partial_trace(
         tmp_path: Path, runs: list[ScriptedServer]) -> None:
     runs.append(server := serve(lambda steps, body: call("calculator", expression=f"{steps}+1")))

@@ -129,6 +129,7 @@ class Agent:
         self.llm = llm
         # What one request may hold: the model's window where the provider knows it.
         self.context_tokens = context_tokens if context_tokens is not None else llm.context_window
+        self._overhead = 0  # tokens the server's prompt held beyond the counted messages
         self.tools = as_agent_tools(tools)
         self.store = store or AgentStore()
         self.budget = budget
@@ -178,11 +179,15 @@ class Agent:
             if reason is not None:
                 return self._end(run_id, reason, None, f"budget: {reason.value}")
             try:
+                prompt, counted = self._fitted([Message.system(self.system), *messages])
                 completion = self.llm.complete(
-                    self._fitted([Message.system(self.system), *messages]),
-                    tools=[t.spec for t in self.tools.values()], purpose="agent")
+                    prompt, tools=[t.spec for t in self.tools.values()], purpose="agent")
             except ProviderError as exc:
                 return self._end(run_id, StopReason.MODEL_ERROR, None, str(exc))
+            if counted is not None and completion.usage.input_tokens:
+                # What the chat template and the tool definitions add to the counted messages,
+                # as the server reports it: the next fit counts it in.
+                self._overhead = max(self._overhead, completion.usage.input_tokens - counted)
             reply = Message.assistant(completion.text, _unique_ids(completion.tool_calls, step))
             self.store.plan_step(run_id, step, reply, completion.usage.to_dict(),
                                  completion.cost_usd)
@@ -194,30 +199,31 @@ class Agent:
                 return self._end(run_id, *stop)
             step += 1
 
-    def _fitted(self, prompt: list[Message]) -> list[Message]:
-        """The prompt as sent: when it would not fit the model's window (less the reply's
-        share), the oldest tool results are elided, one at a time, until it does; the latest
-        message is always whole, and the stored conversation keeps every result in full. A
-        prompt that still does not fit is sent as is, and the provider's error ends the run."""
+    def _fitted(self, prompt: list[Message]) -> tuple[list[Message], int | None]:
+        """The prompt as sent, and its counted tokens (None when not counted): when it would
+        not fit the model's window (less the reply's share and the template overhead the last
+        reply showed), the oldest tool results are elided, one at a time, until it does; the
+        latest message is always whole, and the stored conversation keeps every result in full.
+        A prompt that still does not fit is sent as is, and the provider's error ends the run."""
         if self.context_tokens is None:
-            return prompt
-        limit = self.context_tokens - self.budget.reply_tokens
+            return prompt, None
+        limit = self.context_tokens - self.budget.reply_tokens - self._overhead
         tools = Message.system(json.dumps([[t.spec.name, t.spec.description, t.spec.parameters]
                                            for t in self.tools.values()]))  # their share
         fitted = list(prompt)
 
-        def fits() -> bool:
-            return self.llm.count_prompt_tokens([*fitted, tools]) <= limit
+        def count() -> int:
+            return self.llm.count_prompt_tokens([*fitted, tools])
 
-        if fits():
-            return fitted
+        counted = count()
         for i, message in enumerate(fitted[:-1]):
+            if counted <= limit:
+                break
             if message.role is Role.TOOL and len(message.content) > len(ELIDED):
                 fitted[i] = Message.tool(message.tool_call_id or "", ELIDED.format(
                     chars=len(message.content)))
-                if fits():
-                    break
-        return fitted
+                counted = count()
+        return fitted, counted
 
     def _finish_step(self, run_id: str, step: int, messages: list[Message],
                      record: RunRecord) -> tuple[StopReason, str | None, str] | None:
