@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.fakes._http import FakeServer
+
 pytest_plugins = ["tests.fakes.support"]
 
 SHARED_DATASETS = Path(__file__).resolve().parents[2] / "shared" / "datasets"
@@ -54,3 +56,12 @@ def pg_dsn() -> str:
                     f"to deselect the postgres tests):\n{started.stderr[-2000:]}")
     os.environ.setdefault("RAGLINE_PG_PASSWORD", "ragline-test")
     return started.stdout.strip().splitlines()[-1]
+
+
+@pytest.fixture
+def runs() -> Iterator[list[FakeServer]]:
+    """The scripted fake servers a test starts (append each): every one is stopped after it."""
+    servers: list[FakeServer] = []
+    yield servers
+    for server in servers:
+        server.stop()

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any
@@ -69,14 +69,6 @@ def last_tool_result(body: dict[str, Any]) -> str:
 def agent_for(server: ScriptedServer, tools: list[Any], tmp_path: Path, **kw: Any) -> Agent:
     llm = llm_for("openai", server, sleeper=RecordingSleep(), cache=False)
     return Agent(llm, tools, store=AgentStore(tmp_path / "agent.sqlite"), **kw)
-
-
-@pytest.fixture
-def runs(tmp_path: Path) -> Iterator[list[ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-    yield servers
-    for s in servers:
-        s.stop()
 
 
 def test_multi_step_run_searches_calculates_and_answers_with_verified_citations(

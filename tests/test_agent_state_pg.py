@@ -90,14 +90,6 @@ def store(backend: Backend) -> Iterator[AgentStore]:
         yield opened
 
 
-@pytest.fixture
-def runs() -> Iterator[list[ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-    yield servers
-    for s in servers:
-        s.stop()
-
-
 def _frozen_clock(monkeypatch: pytest.MonkeyPatch, *times: float) -> None:
     ticks = iter(times)
     monkeypatch.setattr(state, "time", SimpleNamespace(time=lambda: next(ticks, times[-1])))

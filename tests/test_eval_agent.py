@@ -4,7 +4,6 @@ CLI's malformed-line error and the calculation task set, against the scripted mo
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -107,14 +106,6 @@ def test_cli_reports_a_malformed_line_with_exit_2_and_no_traceback(tmp_path: Pat
     result = CliRunner().invoke(eval_app, ["agent", "--tasks", str(path)])
     assert result.exit_code == 2
     assert "line 2" in result.output and "Traceback" not in result.output
-
-
-@pytest.fixture
-def runs() -> Iterator[list[ScriptedServer]]:
-    servers: list[ScriptedServer] = []
-    yield servers
-    for s in servers:
-        s.stop()
 
 
 def _runner(name: str, server: ScriptedServer, tmp_path: Path) -> AgentRunner:

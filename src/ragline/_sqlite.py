@@ -55,6 +55,19 @@ def _wal(conn: sqlite3.Connection, timeout: float) -> None:
 
 
 @contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """BEGIN IMMEDIATE ... COMMIT on an autocommit connection (the write lock taken at once,
+    so a writer never fails to upgrade mid-transaction); rolled back on any exception."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield conn
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+@contextmanager
 def transaction(path: Path, schema: str, *, timeout: float = 10.0) -> Iterator[sqlite3.Connection]:
     """A short-lived connection to `path` with `schema` (a script of CREATE ... IF NOT EXISTS)
     applied, inside one transaction (committed on success, rolled back on an exception), then

@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
-from ragline._sqlite import connect
+from ragline._sqlite import connect, immediate
 from ragline.errors import RaglineError, StoreUnavailable
 from ragline.llm.types import Message, Role, ToolCall
 from ragline.paths import ragline_home
@@ -338,13 +338,8 @@ class SQLiteAgentDatabase:
 
     @contextmanager
     def transaction(self) -> Iterator[AgentDatabase]:
-        self._conn.execute("BEGIN IMMEDIATE")
-        try:
+        with immediate(self._conn):
             yield self
-        except BaseException:
-            self._conn.execute("ROLLBACK")
-            raise
-        self._conn.execute("COMMIT")
 
     def close(self) -> None:
         self._conn.close()

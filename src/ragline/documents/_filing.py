@@ -15,8 +15,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-# SEC cover pages: "FORM 10-K", "Form 10-Q", "FORM 8-K"; 20-F and 40-F for foreign issuers.
-_FORM = re.compile(r"\bform\s+(10-k|10-q|8-k|20-f|40-f|6-k|s-1)\b(?:/a)?", re.IGNORECASE)
+# The forms `filing_metadata` records ("FORM 10-K", "Form 10-Q", "FORM 8-K" on SEC cover pages;
+# 20-F and 40-F for foreign issuers): a document with one of them is a filing.
+FILING_FORMS = ("10-K", "10-Q", "8-K", "20-F", "40-F", "6-K", "S-1")
+_FORM = re.compile(r"\bform\s+(" + "|".join(map(re.escape, FILING_FORMS)) + r")\b(?:/a)?",
+                   re.IGNORECASE)
 _FORM_IN_NAME = re.compile(r"(?<![a-z0-9])(10-?k|10-?q|8-?k|20-?f)(?![a-z0-9])", re.IGNORECASE)
 _FISCAL = re.compile(
     r"(?:fiscal\s+year|quarterly\s+period|year)\s+ended\s+"

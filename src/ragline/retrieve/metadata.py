@@ -25,13 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from ragline.documents._filing import QueryFacts, company_words, query_facts
+from ragline.documents._filing import FILING_FORMS, QueryFacts, company_words, query_facts
 from ragline.retrieve.base import Ranking
 from ragline.store.base import Store
 
 STAGE = "metadata"  # the stage name hits record the re-scored rank and score under
-# The forms `filing_metadata` records: a document with one of them is a filing.
-FILING_FORMS = ("10-K", "10-Q", "8-K", "20-F", "40-F", "6-K", "S-1")
 
 
 @dataclass(frozen=True, slots=True)
